@@ -1,0 +1,1 @@
+//! Covariance spectra and rank metrics.

@@ -1,0 +1,73 @@
+//! The library's one error type.
+
+use std::path::PathBuf;
+
+/// Every failure the library reports. Each variant names what was wrong and where (the field,
+/// the file), so that the command line can print it as one clear line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value or flag is impossible.
+    #[error("invalid `{field}`: {reason}")]
+    InvalidConfig {
+        /// The field or flag, e.g. `noise_std`.
+        field: String,
+        /// Why the value is refused.
+        reason: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{action} `{}`: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. "cannot write".
+        action: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A figure could not be drawn or saved.
+    #[error("cannot draw figure `{}`: {reason}", path.display())]
+    Plot {
+        /// The figure's file.
+        path: PathBuf,
+        /// What the plotting backend reported.
+        reason: String,
+    },
+    /// A requested device is not usable on this machine.
+    #[error("device `{device}` is not available: {reason}")]
+    DeviceUnavailable {
+        /// The device as asked for, e.g. `cuda:1`.
+        device: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A computation produced a non-finite or otherwise impossible value.
+    #[error("numerical failure in {context}: {reason}")]
+    Numerical {
+        /// Where it happened, e.g. "toy model step 812".
+        context: String,
+        /// What was observed.
+        reason: String,
+    },
+    /// An error reported by libtorch.
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// An error of the data pipeline (readers, augmentations, loader).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::InvalidConfig`] for `field`.
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig { field: field.into(), reason: reason.into() }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.into(), source }
+    }
+}

@@ -1,0 +1,23 @@
+//! # directclr
+//!
+//! Contrastive self-supervised learning and the study of dimensional collapse, after Jing,
+//! Vincent, LeCun and Tian, *Understanding Dimensional Collapse in Contrastive Self-Supervised
+//! Learning* (ICLR 2022).
+//!
+//! The modules follow the paper:
+//! - [`theory`]: the toy models of Sections 4–5 (Theorem 1, Figures 4–6) and the closed forms
+//!   (Lemmas 1–2, Eqn 6, Theorems 2–3).
+//! - [`analysis`]: covariance spectra (Eqn 1) and rank metrics of embeddings.
+//! - [`data`]: dataset readers, the authors' augmentations and a seeded parallel loader.
+//! - [`plot`]: the figures (log spectra, evolution curves, heat maps).
+//! - [`runtime`]: devices (CPU, CUDA loaded at run time) and thread settings.
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod data;
+pub mod error;
+pub mod plot;
+pub mod runtime;
+pub mod theory;
+
+pub use error::{Error, Result};

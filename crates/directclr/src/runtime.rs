@@ -1,0 +1,135 @@
+//! Devices and threads.
+//!
+//! The binary links only `libtorch_cpu.so`. CUDA is loaded at run time: when a CUDA device is
+//! asked for, `libtorch_cuda.so` from the same libtorch folder is opened with
+//! `RTLD_NOW | RTLD_GLOBAL`; its static initialisers register the CUDA backend, after which
+//! `tch::Cuda` answers truly. On a machine without the CUDA libraries the open fails with the
+//! loader's reason and CPU work goes on.
+
+use std::{fmt, path::PathBuf, str::FromStr, sync::OnceLock};
+
+use crate::{Error, Result};
+
+/// A device as a user names it: `cpu`, `cuda` (the first GPU) or `cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    /// The CPU.
+    Cpu,
+    /// The CUDA device with this ordinal.
+    Cuda(usize),
+}
+
+impl FromStr for DeviceSpec {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| Error::config("device", format!("`{s}` is not one of cpu, cuda, cuda:N"))),
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Resolves the spec into a usable `tch::Device`, loading the CUDA backend first if needed.
+    pub fn resolve(self) -> Result<tch::Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(tch::Device::Cpu),
+            DeviceSpec::Cuda(n) => {
+                let unavailable = |reason: String| Error::DeviceUnavailable { device: self.to_string(), reason };
+                load_cuda_backend().map_err(|e| unavailable(e.clone()))?;
+                if !tch::Cuda::is_available() {
+                    return Err(unavailable("libtorch_cuda.so loaded, but no CUDA device is visible".into()));
+                }
+                let count = tch::Cuda::device_count() as usize;
+                if n >= count {
+                    return Err(unavailable(format!("only {count} CUDA device(s) are visible")));
+                }
+                Ok(tch::Device::Cuda(n))
+            }
+        }
+    }
+}
+
+/// The folder holding the `libtorch_cpu.so` this process runs on, read from `/proc/self/maps`.
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| path.ends_with("/libtorch_cpu.so"))
+        .and_then(|path| PathBuf::from(path).parent().map(PathBuf::from))
+}
+
+/// Opens `libtorch_cuda.so` next to the running `libtorch_cpu.so` once per process and keeps it
+/// loaded. Returns the loader's reason on failure.
+pub fn load_cuda_backend() -> std::result::Result<(), String> {
+    static LOADED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let path = libtorch_lib_dir()
+                .map(|d| d.join("libtorch_cuda.so"))
+                .unwrap_or_else(|| PathBuf::from("libtorch_cuda.so"));
+            // SAFETY: loading libtorch_cuda runs its static initialisers, which register the CUDA
+            // backend with the already-loaded libtorch_cpu; they have no other preconditions.
+            let lib = unsafe {
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            }
+            .map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+            // Keep the library for the life of the process: the backend it registered must stay.
+            std::mem::forget(lib);
+            Ok(())
+        })
+        .clone()
+}
+
+/// Sets the number of intra-op threads libtorch uses (0 keeps libtorch's default).
+pub fn set_threads(threads: usize) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}
+
+/// One line describing the runtime: libtorch version, threads, CUDA availability.
+pub fn describe() -> String {
+    let cuda = match load_cuda_backend() {
+        Ok(()) if tch::Cuda::is_available() => format!("CUDA: {} device(s)", tch::Cuda::device_count()),
+        Ok(()) => "CUDA: backend loaded, no device visible".to_string(),
+        Err(e) => format!("CUDA: unavailable ({e})"),
+    };
+    format!(
+        "libtorch {} from {}; {} CPU threads; {cuda}",
+        directclr_sys::torch_version(),
+        libtorch_lib_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into()),
+        tch::get_num_threads(),
+    )
+}
