@@ -55,6 +55,15 @@ pub enum Error {
     /// An error of the data pipeline (readers, augmentations, loader).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// Saved tensors (a weights file, an optimiser state) do not match what is being restored:
+    /// missing, unexpected or misshapen tensors, or a file that is not safetensors.
+    #[error("cannot restore {what}: {reason}")]
+    StateMismatch {
+        /// What was being restored, e.g. "weights from `run/backbone.safetensors`".
+        what: String,
+        /// What did not match.
+        reason: String,
+    },
 }
 
 /// The library's result type.
