@@ -9,9 +9,9 @@ fn main() {
     let libtorch = env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `source scripts/env.sh` (it installs libtorch once)")
     });
-    let libtorch = PathBuf::from(&libtorch)
-        .canonicalize()
-        .unwrap_or_else(|e| panic!("LIBTORCH={libtorch} cannot be resolved ({e}): run `source scripts/env.sh`"));
+    let libtorch = PathBuf::from(&libtorch).canonicalize().unwrap_or_else(|e| {
+        panic!("LIBTORCH={libtorch} cannot be resolved ({e}): run `source scripts/env.sh`")
+    });
     let include = libtorch.join("include");
     cc::Build::new()
         .cpp(true)

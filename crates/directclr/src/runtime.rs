@@ -30,7 +30,9 @@ impl FromStr for DeviceSpec {
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(DeviceSpec::Cuda)
-                .ok_or_else(|| Error::config("device", format!("`{s}` is not one of cpu, cuda, cuda:N"))),
+                .ok_or_else(|| {
+                    Error::config("device", format!("`{s}` is not one of cpu, cuda, cuda:N"))
+                }),
         }
     }
 }
@@ -63,14 +65,21 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(tch::Device::Cpu),
             DeviceSpec::Cuda(n) => {
-                let unavailable = |reason: String| Error::DeviceUnavailable { device: self.to_string(), reason };
+                let unavailable = |reason: String| Error::DeviceUnavailable {
+                    device: self.to_string(),
+                    reason,
+                };
                 load_cuda_backend().map_err(|e| unavailable(e.clone()))?;
                 if !tch::Cuda::is_available() {
-                    return Err(unavailable("libtorch_cuda.so loaded, but no CUDA device is visible".into()));
+                    return Err(unavailable(
+                        "libtorch_cuda.so loaded, but no CUDA device is visible".into(),
+                    ));
                 }
                 let count = tch::Cuda::device_count() as usize;
                 if n >= count {
-                    return Err(unavailable(format!("only {count} CUDA device(s) are visible")));
+                    return Err(unavailable(format!(
+                        "only {count} CUDA device(s) are visible"
+                    )));
                 }
                 Ok(tch::Device::Cuda(n))
             }
@@ -122,14 +131,18 @@ pub fn set_threads(threads: usize) {
 /// One line describing the runtime: libtorch version, threads, CUDA availability.
 pub fn describe() -> String {
     let cuda = match load_cuda_backend() {
-        Ok(()) if tch::Cuda::is_available() => format!("CUDA: {} device(s)", tch::Cuda::device_count()),
+        Ok(()) if tch::Cuda::is_available() => {
+            format!("CUDA: {} device(s)", tch::Cuda::device_count())
+        }
         Ok(()) => "CUDA: backend loaded, no device visible".to_string(),
         Err(e) => format!("CUDA: unavailable ({e})"),
     };
     format!(
         "libtorch {} from {}; {} CPU threads; {cuda}",
         directclr_sys::torch_version(),
-        libtorch_lib_dir().map(|d| d.display().to_string()).unwrap_or_else(|| "?".into()),
+        libtorch_lib_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "?".into()),
         tch::get_num_threads(),
     )
 }

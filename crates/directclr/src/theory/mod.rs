@@ -1,1 +1,23 @@
-//! The theory lab.
+//! The theory lab: the toy models of Sections 4–5 and their closed forms.
+//!
+//! - Section 4 (strong augmentation, Theorem 1): one linear layer, noise on some coordinates;
+//!   X of Eqn 6 gains negative eigenvalues and the weights collapse along them.
+//! - Section 5 (implicit regularisation, Theorems 2–3, Figures 4–5): two linear layers align
+//!   (A = V2ᵀU1 → I) and the small singular values stay small.
+//! - Section 5.4 (Figure 6): more layers collapse more dimensions; ReLU behaves alike.
+//!
+//! [`trainer`] is the one training loop for all of them; [`closed_form`] holds the lemmas and
+//! theorems; [`experiments`] runs the paper's figures and writes their files.
+
+pub mod closed_form;
+pub mod config;
+pub mod experiments;
+pub mod real;
+pub mod toy_loss;
+pub mod toy_net;
+pub mod trainer;
+
+pub use config::{NoiseSupport, Precision, ToyConfig};
+pub use toy_loss::{EmbeddingGrad, ToyLoss};
+pub use toy_net::{Activation, Init, ToyNet};
+pub use trainer::{train, ToyRecord, ToyRun, Trainer};

@@ -1,0 +1,142 @@
+//! The command-line interface: clap types whose doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use directclr::theory::{Precision, ToyLoss};
+
+/// Contrastive self-supervised learning and the study of dimensional collapse
+/// (Jing, Vincent, LeCun, Tian: Understanding Dimensional Collapse in Contrastive
+/// Self-Supervised Learning, ICLR 2022).
+#[derive(Debug, Parser)]
+#[command(name = "directclr", version, propagate_version = true)]
+pub struct Cli {
+    /// CPU threads for libtorch and parallel runs (0 = all cores).
+    #[arg(long, global = true, default_value_t = 0)]
+    pub threads: usize,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the libtorch version, threads and whether CUDA can be used.
+    Info,
+    /// The theory lab: the toy models of Sections 4–5 (Theorem 1, Figures 4, 5, 6).
+    #[command(subcommand)]
+    Theory(TheoryCommand),
+}
+
+/// The theory experiments.
+#[derive(Debug, Subcommand)]
+pub enum TheoryCommand {
+    /// Section 4 / Theorem 1: one linear layer, strong noise on some coordinates. Sweeps the
+    /// noise std; per run reports X (Eqn 6) and which directions collapsed.
+    Augmentation(AugmentationArgs),
+    /// Section 5 / Figures 4–5: two linear layers align and keep small singular values small.
+    Implicit(ImplicitArgs),
+    /// Figure 6: more layers collapse more dimensions; ReLU between 2 layers alike.
+    Depth(DepthArgs),
+    /// All three experiments, each into a subfolder of --out.
+    All(AllArgs),
+}
+
+/// Settings shared by the toy experiments; unset ones keep the paper's value.
+#[derive(Debug, Args, Clone)]
+pub struct ToyArgs {
+    /// Width d of data and layers [paper: 16].
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// SGD steps [10000].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Batch size, drawn without replacement [128].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Learning rate [1e-3 for Section 4, 1e-2 for Section 5].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Number of fixed training samples x ~ N(0, I) [10000].
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Fresh samples for each spectrum measurement [1000].
+    #[arg(long)]
+    pub eval_samples: Option<usize>,
+    /// Measure every this many steps [10].
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    /// InfoNCE temperature τ [0.1].
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Loss form: `distance` is the paper's Eqn 2, `dot` the authors' toy code
+    /// [distance for Section 4, dot for Section 5].
+    #[arg(long, value_enum)]
+    pub loss: Option<ToyLoss>,
+    /// Seed of every random draw [0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Arithmetic precision [f32].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Batches averaged per estimate of X (Eqn 6) [4 in Section 4, none in Section 5].
+    #[arg(long)]
+    pub x_batches: Option<usize>,
+    /// Eigenvalues below this fraction of the largest count as collapsed dimensions
+    /// [1e-2 for Section 4, 1e-4 for Section 5].
+    #[arg(long)]
+    pub collapse_threshold: Option<f64>,
+}
+
+/// Arguments of `theory augmentation`.
+#[derive(Debug, Args)]
+pub struct AugmentationArgs {
+    /// Noise stds to sweep, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.1, 0.5, 1.0, 1.5, 2.0])]
+    pub noise: Vec<f64>,
+    /// How many of the last coordinates get noise [paper: 8].
+    #[arg(long, default_value_t = 8)]
+    pub noisy_dims: usize,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/augmentation")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory implicit`.
+#[derive(Debug, Args)]
+pub struct ImplicitArgs {
+    /// Number of linear layers (at least 2).
+    #[arg(long, default_value_t = 2)]
+    pub layers: usize,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/implicit")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory depth`.
+#[derive(Debug, Args)]
+pub struct DepthArgs {
+    /// Linear networks of 1..=this many layers.
+    #[arg(long, default_value_t = 4)]
+    pub max_layers: usize,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/depth")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory all`.
+#[derive(Debug, Args)]
+pub struct AllArgs {
+    /// Output folder (subfolders augmentation/, implicit/, depth/).
+    #[arg(long, default_value = "out/theory")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}

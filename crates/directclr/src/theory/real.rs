@@ -1,0 +1,268 @@
+//! The scalar types the toy models run in: `f32` (the authors' precision, fast) and `f64`
+//! (for checking closed forms to 1e-10).
+
+use nalgebra::{DMatrix, RealField};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// A floating-point scalar for the toy models.
+pub trait Real: RealField + Copy + Default + Send + Sync + 'static {
+    /// Converts from `f64` (rounding for `f32`).
+    fn of(v: f64) -> Self;
+    /// Converts to `f64`.
+    fn f64(self) -> f64;
+    /// Draws one standard normal sample.
+    fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
+    /// `x ← exp(x)` for every element.
+    fn exp_in_place(xs: &mut [Self]);
+    /// The name used in reports, `f32` or `f64`.
+    const NAME: &'static str;
+    /// matrixmultiply's general product for this type (see [`gemm`]).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid m×k, k×n and m×n matrices, `c` not
+    /// overlapping `a` or `b`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Real for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+    fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        StandardNormal.sample(rng)
+    }
+    fn exp_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = x.exp());
+    }
+    const NAME: &'static str = "f64";
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl Real for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
+        StandardNormal.sample(rng)
+    }
+    fn exp_in_place(xs: &mut [Self]) {
+        xs.iter_mut().for_each(|x| *x = fast_exp_f32(*x));
+    }
+    const NAME: &'static str = "f32";
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+/// Whether an operand of [`gemm`] is used as stored or transposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// As stored.
+    N,
+    /// Transposed.
+    T,
+}
+
+/// C ← α·op(A)·op(B) + β·C on nalgebra's column-major matrices, without copying a transpose
+/// (matrixmultiply reads any strides).
+/// # Shapes
+/// op(A): [m, k]; op(B): [k, n]; C: [m, n]
+/// # Panics
+/// If the shapes do not agree (a programming error, never user input).
+pub fn gemm<T: Real>(
+    alpha: T,
+    a: &DMatrix<T>,
+    op_a: Op,
+    b: &DMatrix<T>,
+    op_b: Op,
+    beta: T,
+    c: &mut DMatrix<T>,
+) {
+    // Column-major: element (i, j) sits at i + j·rows, so row stride 1 and column stride rows.
+    let view = |m: &DMatrix<T>, op: Op| {
+        let (r, k) = m.shape();
+        match op {
+            Op::N => (r, k, 1isize, r as isize),
+            Op::T => (k, r, r as isize, 1isize),
+        }
+    };
+    let (m, k, rsa, csa) = view(a, op_a);
+    let (k2, n, rsb, csb) = view(b, op_b);
+    assert!(
+        k == k2 && c.shape() == (m, n),
+        "gemm shapes: op(A) {m}×{k}, op(B) {k2}×{n}, C {:?}",
+        c.shape()
+    );
+    let rsc = 1isize;
+    let csc = m as isize;
+    // SAFETY: the views describe the matrices' own storage, checked to agree in shape above;
+    // `c` is borrowed mutably, so it cannot alias `a` or `b`.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        )
+    }
+}
+
+/// `exp(x)` for `f32` within 2 ulp over the range a softmax uses (x ≤ 0 after the max is
+/// subtracted; any finite x is handled), written without branches so the compiler vectorises a
+/// loop of it. Range reduction x = n·ln2 + r with |r| ≤ ln2/2, then a degree-6 polynomial for
+/// e^r and the exponent bits of 2^n.
+#[inline(always)]
+pub fn fast_exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by adding and subtracting 1.5·2^23 (vectorises, unlike `round`).
+    const SHIFTER: f32 = 12_582_912.0;
+    let x = x.max(-87.3).min(88.7);
+    let n = (x * LOG2E + SHIFTER) - SHIFTER;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    // Taylor coefficients of e^r to degree 6 (|r| ≤ 0.347: truncation error < 1.3e-8).
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    // 2^n from the bits: the low mantissa bits of 1.5·2^23 + 127 + n hold the biased exponent
+    // n + 127 ∈ [1, 254]; shifting them into the exponent field needs no float→int conversion.
+    let two_n = f32::from_bits((n + (SHIFTER + 127.0)).to_bits() << 23);
+    p * two_n
+}
+
+/// The largest element, accumulated in 8 independent lanes so the loop vectorises.
+/// `xs` must not be empty.
+#[inline]
+pub fn lane_max<T: Real>(xs: &[T]) -> T {
+    let mut acc = [xs[0]; 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] = if c[k] > acc[k] { c[k] } else { acc[k] };
+        }
+    }
+    rest.iter()
+        .chain(acc.iter())
+        .copied()
+        .fold(xs[0], |a, b| if b > a { b } else { a })
+}
+
+/// The sum, accumulated in 8 independent lanes so the loop vectorises (the order of the
+/// additions is fixed, so the result is deterministic).
+#[inline]
+pub fn lane_sum<T: Real>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    acc.iter()
+        .chain(rest.iter())
+        .copied()
+        .fold(T::zero(), |a, b| a + b)
+}
+
+/// Converts a matrix to `f64`.
+pub fn to_f64<T: Real>(m: &DMatrix<T>) -> DMatrix<f64> {
+    m.map(|v| v.f64())
+}
+
+/// Converts an `f64` matrix to `T`.
+pub fn from_f64<T: Real>(m: &DMatrix<f64>) -> DMatrix<T> {
+    m.map(T::of)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_matches_std_within_a_few_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = fast_exp_f32(x) as f64;
+            let want = (x as f64).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(
+            worst < 4.0 * f32::EPSILON as f64,
+            "worst relative error {worst}"
+        );
+    }
+}

@@ -1,0 +1,222 @@
+//! The InfoNCE losses of the toy models, with their gradients in closed form.
+//!
+//! Both forms are written so that the gradient with respect to the embeddings is a linear map
+//! of the embeddings themselves, with softmax weights as coefficients (the paper's Eqn 4):
+//!
+//! ```text
+//! g_Z1 = C11·Z1 + C12·Z2      g_Z2 = C21·Z1 + C22·Z2        (Cab: [N, N])
+//! ```
+//!
+//! With z = W x this gives Lemma 1, G = Σ_i g_zi x_iᵀ + g_z'i x'_iᵀ = −W X, and the matrix X of
+//! Eqn 6 (see [`crate::theory::closed_form`]). The losses are means over the N anchors.
+//!
+//! For speed the blocks are kept in factored form (a softmax matrix and diagonals) and applied
+//! with matrixmultiply; [`EmbeddingGrad::block`] gives them densely for the closed forms.
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::real::{gemm, lane_max, lane_sum, Op, Real};
+
+/// Which InfoNCE the toy model optimises. Neither normalises z (the paper's toy setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ToyLoss {
+    /// The authors' toy code: logits z_i·z'_jᵀ/τ over the other view (N-way, one direction),
+    /// i.e. `cross_entropy(z1 @ z2.T / τ, arange(N))`.
+    #[default]
+    Dot,
+    /// The paper's Eqn 2: similarity −|z_i − z_j|²/(2τ), negatives z_j (j ≠ i) from the same
+    /// view, the positive z'_i; τ = 1 is Eqn 2 exactly.
+    Distance,
+}
+
+/// The coefficient blocks in factored form. `pt` is the softmax transposed: column i holds the
+/// weights of anchor i (contiguous in nalgebra's column-major storage).
+#[derive(Debug, Clone)]
+enum Coefficients<T: Real> {
+    /// Dot: with D = P − I, C12 = D/(Nτ), C21 = Dᵀ/(Nτ), C11 = C22 = 0.
+    Dot { pt: DMatrix<T> },
+    /// Distance: with A = α off its diagonal (`at` = Aᵀ), a_i = α_ii and c_i = Σ_j α_ji,
+    /// C11 = (A + Aᵀ − diag(c))/(Nτ), C12 = C21 = −diag(1 − a)/(Nτ), C22 = diag(1 − a)/(Nτ).
+    Distance {
+        at: DMatrix<T>,
+        positive: Vec<T>,
+        col_sum: Vec<T>,
+    },
+}
+
+/// A loss value and the coefficient blocks of its embedding gradient (see the module doc).
+#[derive(Debug, Clone)]
+pub struct EmbeddingGrad<T: Real> {
+    /// The loss (mean over anchors).
+    pub loss: f64,
+    /// 1/(Nτ).
+    scale: T,
+    coefficients: Coefficients<T>,
+}
+
+impl<T: Real> EmbeddingGrad<T> {
+    /// The gradients (g_Z1, g_Z2) of the loss with respect to the embeddings (Eqn 4).
+    /// # Shapes
+    /// z1, z2: [N, d] → ([N, d], [N, d])
+    pub fn apply(&self, z1: &DMatrix<T>, z2: &DMatrix<T>) -> (DMatrix<T>, DMatrix<T>) {
+        let s = self.scale;
+        match &self.coefficients {
+            Coefficients::Dot { pt } => {
+                // g1 = s (Pᵀ)ᵀ Z2 − s Z2 ;  g2 = s Pᵀ Z1 − s Z1
+                let mut g1 = z2 * (-s);
+                gemm(s, pt, Op::T, z2, Op::N, T::one(), &mut g1);
+                let mut g2 = z1 * (-s);
+                gemm(s, pt, Op::N, z1, Op::N, T::one(), &mut g2);
+                (g1, g2)
+            }
+            Coefficients::Distance {
+                at,
+                positive,
+                col_sum,
+            } => {
+                // g1 = s[(A + Aᵀ) Z1 − diag(c) Z1 − diag(1 − a) Z2] ;  g2 = s diag(1 − a)(Z2 − Z1)
+                let mut g1 = DMatrix::zeros(z1.nrows(), z1.ncols());
+                gemm(s, at, Op::T, z1, Op::N, T::zero(), &mut g1);
+                gemm(s, at, Op::N, z1, Op::N, T::one(), &mut g1);
+                let mut g2 = z2 - z1;
+                for (i, (&a, &c)) in positive.iter().zip(col_sum).enumerate() {
+                    let w = s * (T::one() - a);
+                    let mut r2 = g2.row_mut(i);
+                    r2 *= w;
+                    let mut r1 = g1.row_mut(i);
+                    r1 -= z1.row(i) * (s * c) + z2.row(i) * w;
+                }
+                (g1, g2)
+            }
+        }
+    }
+
+    /// The softmax weights: row i is anchor i; entry (i, i) is the positive's weight.
+    /// # Shapes
+    /// → [N, N]
+    pub fn weights(&self) -> DMatrix<T> {
+        match &self.coefficients {
+            Coefficients::Dot { pt } => pt.transpose(),
+            Coefficients::Distance { at, positive, .. } => {
+                let mut w = at.transpose();
+                for (i, &a) in positive.iter().enumerate() {
+                    w[(i, i)] = a;
+                }
+                w
+            }
+        }
+    }
+
+    /// The dense block C_ab (a, b ∈ {1, 2}); `None` when it is zero.
+    /// # Shapes
+    /// → [N, N]
+    pub fn block(&self, a: usize, b: usize) -> Option<DMatrix<T>> {
+        let s = self.scale;
+        match (&self.coefficients, a, b) {
+            (Coefficients::Dot { .. }, 1, 1) | (Coefficients::Dot { .. }, 2, 2) => None,
+            (Coefficients::Dot { pt }, 1, 2) => {
+                Some((pt.transpose() - DMatrix::identity(pt.nrows(), pt.nrows())) * s)
+            }
+            (Coefficients::Dot { pt }, 2, 1) => {
+                Some((pt - DMatrix::identity(pt.nrows(), pt.nrows())) * s)
+            }
+            (Coefficients::Distance { at, col_sum, .. }, 1, 1) => {
+                let mut c = at + at.transpose();
+                for (i, &v) in col_sum.iter().enumerate() {
+                    c[(i, i)] = -v;
+                }
+                Some(c * s)
+            }
+            (Coefficients::Distance { positive, .. }, a, b) => {
+                let sign = if a == 2 && b == 2 {
+                    T::one()
+                } else {
+                    -T::one()
+                };
+                let diag = nalgebra::DVector::from_iterator(
+                    positive.len(),
+                    positive.iter().map(|&p| sign * s * (T::one() - p)),
+                );
+                Some(DMatrix::from_diagonal(&diag))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Softmax of every column in place; returns Σ_columns logsumexp (in f64).
+fn softmax_columns<T: Real>(m: &mut DMatrix<T>) -> f64 {
+    let n = m.nrows();
+    let mut lse_sum = 0.0;
+    for col in m.as_mut_slice().chunks_exact_mut(n) {
+        let max = lane_max(col);
+        col.iter_mut().for_each(|v| *v -= max);
+        T::exp_in_place(col);
+        let sum = lane_sum(col);
+        let inv = T::one() / sum;
+        col.iter_mut().for_each(|v| *v *= inv);
+        lse_sum += max.f64() + sum.f64().ln();
+    }
+    lse_sum
+}
+
+impl ToyLoss {
+    /// The loss and its embedding-gradient coefficients at (z1, z2) with temperature `tau`.
+    /// # Shapes
+    /// z1, z2: [N, d] (row i of z2 is the positive of row i of z1)
+    pub fn evaluate<T: Real>(self, z1: &DMatrix<T>, z2: &DMatrix<T>, tau: f64) -> EmbeddingGrad<T> {
+        let n = z1.nrows();
+        let inv_tau = T::of(1.0 / tau);
+        let scale = T::of(1.0 / (n as f64 * tau));
+        match self {
+            ToyLoss::Dot => {
+                // Logits transposed: pt[j, i] = z2_j · z1_i / τ, column i = anchor i.   [N, N]
+                let mut pt = DMatrix::zeros(n, n);
+                gemm(inv_tau, z2, Op::N, z1, Op::T, T::zero(), &mut pt);
+                let positives: f64 = (0..n).map(|i| pt[(i, i)].f64()).sum();
+                let lse = softmax_columns(&mut pt);
+                EmbeddingGrad {
+                    loss: (lse - positives) / n as f64,
+                    scale,
+                    coefficients: Coefficients::Dot { pt },
+                }
+            }
+            ToyLoss::Distance => {
+                // Column i: −|z_i − z_j|²/(2τ) over j ≠ i (the Gram matrix is symmetric), then the
+                // positive −|z_i − z'_i|²/(2τ) on the diagonal.   [N, N]
+                let half = T::of(0.5) * inv_tau;
+                let sq: Vec<T> = z1.row_iter().map(|r| r.norm_squared()).collect();
+                let mut at = DMatrix::zeros(n, n);
+                gemm(T::one(), z1, Op::N, z1, Op::T, T::zero(), &mut at);
+                let mut positives = 0.0;
+                for (i, col) in at.as_mut_slice().chunks_exact_mut(n).enumerate() {
+                    for (j, v) in col.iter_mut().enumerate() {
+                        *v = -(sq[i] + sq[j] - *v - *v) * half;
+                    }
+                    let d2 = (z1.row(i) - z2.row(i)).norm_squared();
+                    col[i] = -d2 * half;
+                    positives += col[i].f64();
+                }
+                let lse = softmax_columns(&mut at);
+                let positive: Vec<T> = (0..n).map(|i| at[(i, i)]).collect();
+                for i in 0..n {
+                    at[(i, i)] = T::zero();
+                }
+                // c_i = Σ_j α_ji = row i of Aᵀ.
+                let col_sum: Vec<T> = (0..n).map(|i| at.row(i).sum()).collect();
+                EmbeddingGrad {
+                    loss: (lse - positives) / n as f64,
+                    scale,
+                    coefficients: Coefficients::Distance {
+                        at,
+                        positive,
+                        col_sum,
+                    },
+                }
+            }
+        }
+    }
+}
