@@ -315,7 +315,7 @@ fn matched_alignment_undoes_a_signed_permutation() {
                 -1.0
             }
         } else {
-            0.01 * (r + c) as f64
+            1e-3 * (r + c) as f64
         }
     });
     let (m, pick) = directclr::theory::closed_form::matched_alignment(&a);
