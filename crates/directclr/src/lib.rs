@@ -11,11 +11,13 @@
 //! - [`data`]: dataset readers, the authors' augmentations and a seeded parallel loader.
 //! - [`plot`]: the figures (log spectra, evolution curves, heat maps).
 //! - [`runtime`]: devices (CPU, CUDA loaded at run time) and thread settings.
+//! - [`model`]: the ResNet encoders (torchvision layout and names), projectors, online probe.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod data;
 pub mod error;
+pub mod model;
 pub mod plot;
 pub mod runtime;
 pub mod theory;
