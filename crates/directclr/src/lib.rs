@@ -12,11 +12,13 @@
 //! - [`plot`]: the figures (log spectra, evolution curves, heat maps).
 //! - [`runtime`]: devices (CPU, CUDA loaded at run time) and thread settings.
 //! - [`model`]: the ResNet encoders (torchvision layout and names), projectors, online probe.
+//! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod data;
 pub mod error;
+pub mod loss;
 pub mod model;
 pub mod plot;
 pub mod runtime;
