@@ -13,12 +13,14 @@
 //! - [`runtime`]: devices (CPU, CUDA loaded at run time) and thread settings.
 //! - [`model`]: the ResNet encoders (torchvision layout and names), projectors, online probe.
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
+//! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod data;
 pub mod error;
 pub mod loss;
+pub mod method;
 pub mod model;
 pub mod plot;
 pub mod runtime;

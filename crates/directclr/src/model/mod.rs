@@ -6,6 +6,8 @@ mod batch_norm;
 mod block;
 mod config;
 mod conv;
+mod probe;
+mod projector;
 mod resnet;
 mod state;
 
@@ -13,5 +15,9 @@ pub use batch_norm::BatchNorm;
 pub use block::Block;
 pub use config::{Arch, ResNetConfig, Stem};
 pub use conv::Conv2d;
+pub use probe::OnlineProbe;
+pub use projector::{
+    DiagonalProjector, FixedLowRankProjector, Head, LinearProjector, MlpProjector, Projector,
+};
 pub use resnet::ResNet;
 pub use state::{load_state, read_safetensors, save_safetensors, LoadReport};
