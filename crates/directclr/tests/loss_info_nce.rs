@@ -84,9 +84,17 @@ fn reference(c: &InfoNce, z1: &Tensor, z2: &Tensor) -> f64 {
     }
 }
 
-fn randn(seed: i64, shape: &[i64]) -> Tensor {
-    tch::manual_seed(seed);
-    Tensor::randn(shape, (Kind::Double, Device::Cpu))
+/// Seeded normal values from a local generator (the global libtorch generator is shared by
+/// the tests running in parallel).
+fn randn(seed: u64, shape: &[i64]) -> Tensor {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n: i64 = shape.iter().product();
+    let v: Vec<f64> = (0..n)
+        .map(|_| rand_distr::StandardNormal.sample(&mut rng))
+        .collect();
+    Tensor::from_slice(&v).reshape(shape)
 }
 
 #[test]
@@ -118,8 +126,8 @@ fn well_separated_pairs_give_zero_loss() {
 fn equals_slow_reference_in_f64() {
     for (k, flags) in ALL.iter().enumerate() {
         for (n, d, t) in [(1, 3, 0.5), (5, 3, 0.1), (8, 16, 0.2)] {
-            let z1 = randn(10 + k as i64, &[n, d]);
-            let z2 = randn(100 + k as i64, &[n, d]) * 0.5 + &z1;
+            let z1 = randn(10 + k as u64, &[n, d]);
+            let z2 = randn(100 + k as u64, &[n, d]) * 0.5 + &z1;
             let c = cfg(t, *flags);
             let got = f64::try_from(c.loss(&z1, &z2).unwrap()).unwrap();
             let want = reference(&c, &z1, &z2);
@@ -149,8 +157,8 @@ fn gradients_equal_finite_differences_in_f64() {
     let (n, d) = (4, 3);
     for (k, flags) in ALL.iter().enumerate() {
         let c = cfg(0.3, *flags);
-        let z1 = randn(200 + k as i64, &[n, d]).set_requires_grad(true);
-        let z2 = randn(300 + k as i64, &[n, d]).set_requires_grad(true);
+        let z1 = randn(200 + k as u64, &[n, d]).set_requires_grad(true);
+        let z2 = randn(300 + k as u64, &[n, d]).set_requires_grad(true);
         let loss = c.loss(&z1, &z2).unwrap();
         let grads = Tensor::run_backward(&[&loss], &[&z1, &z2], false, false);
         let h = 1e-6;
