@@ -8,6 +8,9 @@ use super::conv::Conv2d;
 use super::state::StateRecorder;
 use crate::Result;
 
+/// (in, out, kernel, stride, padding) of one conv of a block.
+type ConvSpec = (i64, i64, i64, i64, i64);
+
 /// torchvision's `downsample` branch: `Sequential(conv1x1(stride), BatchNorm2d)`, names
 /// `downsample.0.weight`, `downsample.1.*`.
 #[derive(Debug)]
@@ -22,8 +25,8 @@ impl Downsample {
     }
 }
 
-/// One residual block, with torchvision's parameter names (`conv1`, `bn1`, `conv2`, `bn2`,
-/// [`conv3`, `bn3`,] [`downsample`]).
+/// One residual block, with torchvision's parameter names: `conv1`, `bn1`, `conv2`, `bn2`,
+/// then `conv3`, `bn3` for a bottleneck, and `downsample` when the shape changes.
 #[derive(Debug)]
 pub struct Block {
     convs: Vec<(Conv2d, BatchNorm)>,
@@ -43,8 +46,7 @@ impl Block {
         zero_init_residual: bool,
     ) -> Result<Self> {
         let last_gamma = if zero_init_residual { 0.0 } else { 1.0 };
-        // (in, out, kernel, stride, padding) of conv1, conv2[, conv3]
-        let (specs, c_out): (Vec<(i64, i64, i64, i64, i64)>, i64) = if bottleneck {
+        let (specs, c_out): (Vec<ConvSpec>, i64) = if bottleneck {
             let c_out = planes * 4;
             (
                 vec![
