@@ -189,7 +189,7 @@ fn blur_matches_a_direct_2d_convolution_with_reflect_padding() {
     let img = random_image(h * w, 4);
     let k = kernel1d(9, 1.7);
     let mut out = img.clone();
-    blur(&mut out, h, w, &k, &mut Vec::new());
+    blur(&mut out, h, w, &k, &mut Scratch::default());
     let r = 4isize;
     for c in 0..3 {
         for y in 0..h {
@@ -209,7 +209,7 @@ fn blur_matches_a_direct_2d_convolution_with_reflect_padding() {
         }
     }
     let mut flat = vec![0.3f32; 3 * h * w];
-    blur(&mut flat, h, w, &kernel1d(23, 2.0), &mut Vec::new());
+    blur(&mut flat, h, w, &kernel1d(23, 2.0), &mut Scratch::default());
     assert!(flat.iter().all(|&v| (v - 0.3).abs() < 1e-6));
 }
 
@@ -417,7 +417,7 @@ fn resampling_matches_pil_definition_both_layouts_and_flip() {
                 width: w,
                 layout: Layout::Planar,
             };
-            resample(img, &xs, &ys, &mut Vec::new(), &mut out);
+            resample(img, &xs, &ys, &mut Scratch::default(), &mut out);
             let wx = pil_weights(
                 w,
                 crop.left as f64,
@@ -455,12 +455,12 @@ fn resampling_matches_pil_definition_both_layouts_and_flip() {
                 width: w,
                 layout: Layout::Interleaved,
             };
-            resample(img2, &xs, &ys, &mut Vec::new(), &mut out2);
+            resample(img2, &xs, &ys, &mut Scratch::default(), &mut out2);
             assert!(max_diff(&out, &out2) < 1e-6);
             // Flipping the coefficients equals mirroring the output.
             let (fx, fy) = rrc.coeffs(h, w, crop, true);
             let mut flipped = vec![0.0; out.len()];
-            resample(img, &fx, &fy, &mut Vec::new(), &mut flipped);
+            resample(img, &fx, &fy, &mut Scratch::default(), &mut flipped);
             let mut mirrored = out.clone();
             hflip(&mut mirrored, size);
             assert!(max_diff(&flipped, &mirrored) < 1e-6);
@@ -491,7 +491,7 @@ fn resampling_matches_pil_definition_both_layouts_and_flip() {
         width: 9,
         layout: Layout::Planar,
     };
-    resample(img, &xs, &ys, &mut Vec::new(), &mut out);
+    resample(img, &xs, &ys, &mut Scratch::default(), &mut out);
     let expect: Vec<f32> = small.iter().map(|&v| v as f32 / 255.0).collect();
     assert!(max_diff(&out, &expect) < 1e-6);
     // Grayscale is expanded to three equal channels.
@@ -503,7 +503,7 @@ fn resampling_matches_pil_definition_both_layouts_and_flip() {
         width: 9,
         layout: Layout::Planar,
     };
-    resample(img, &xs, &ys, &mut Vec::new(), &mut out);
+    resample(img, &xs, &ys, &mut Scratch::default(), &mut out);
     let expect: Vec<f32> = gray.iter().map(|&v| v as f32 / 255.0).collect();
     for c in 0..3 {
         assert!(max_diff(&out[c * 81..(c + 1) * 81], &expect) < 1e-6);

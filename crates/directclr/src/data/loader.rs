@@ -358,8 +358,32 @@ impl Drop for EpochIter {
     }
 }
 
-/// Builds batch `b` of an epoch: decode, augment each view, normalise or quantise, wrap as
-/// tensors.
+/// A fresh contiguous CPU tensor and its memory as a mutable slice.
+///
+/// # Safety
+/// The slice aliases the tensor's storage: the caller must not read the tensor through libtorch
+/// while the slice is used, nor use the slice after the tensor is dropped.
+unsafe fn tensor_and_slice<T: tch::kind::Element>(
+    shape: &[i64],
+    kind: Kind,
+) -> Result<(Tensor, &'static mut [T]), DataError> {
+    let t = Tensor::f_empty(shape, (kind, Device::Cpu)).map_err(|source| DataError::Tensor {
+        context: "allocate batch",
+        source,
+    })?;
+    let numel: i64 = shape.iter().product();
+    let ptr = t.data_ptr() as *mut T;
+    let slice = if numel == 0 {
+        &mut []
+    } else {
+        // SAFETY: `t` is a fresh, contiguous tensor of `numel` elements of type T.
+        unsafe { std::slice::from_raw_parts_mut(ptr, numel as usize) }
+    };
+    Ok((t, slice))
+}
+
+/// Builds batch `b` of an epoch: decode, augment each view straight into the batch tensors'
+/// memory (no libtorch operation runs on the workers), normalise or quantise.
 fn build_batch(
     shared: &Shared,
     epoch: u64,
@@ -372,7 +396,34 @@ fn build_batch(
     let t = &shared.transform;
     let nv = t.num_views();
     let sizes: Vec<usize> = (0..nv).map(|v| 3 * t.side(v) * t.side(v)).collect();
-    let mut bufs: Vec<Vec<f32>> = sizes.iter().map(|&s| vec![0.0f32; s * ids.len()]).collect();
+    let kind = match c.output {
+        OutputKind::F32 => Kind::Float,
+        OutputKind::U8 => Kind::Uint8,
+    };
+    let mut tensors = Vec::with_capacity(nv);
+    let mut f32_slices: Vec<&mut [f32]> = Vec::new();
+    let mut u8_slices: Vec<&mut [u8]> = Vec::new();
+    for v in 0..nv {
+        let s = t.side(v) as i64;
+        let shape = [ids.len() as i64, 3, s, s];
+        // SAFETY: the slices are only written below, while `tensors` holds the tensors, and are
+        // dropped before the tensors are handed out.
+        unsafe {
+            match c.output {
+                OutputKind::F32 => {
+                    let (x, sl) = tensor_and_slice::<f32>(&shape, kind)?;
+                    tensors.push(x);
+                    f32_slices.push(sl);
+                }
+                OutputKind::U8 => {
+                    let (x, sl) = tensor_and_slice::<u8>(&shape, kind)?;
+                    tensors.push(x);
+                    u8_slices.push(sl);
+                }
+            }
+        }
+    }
+    let mut staging = Vec::new();
     let mut kept = Vec::with_capacity(ids.len());
     for &i in ids {
         let img = match shared.dataset.image(i) {
@@ -391,38 +442,40 @@ fn build_batch(
         let mut rng = sample_rng(c.seed, epoch, i);
         let slot = kept.len();
         for v in 0..nv {
-            let out = &mut bufs[v][slot * sizes[v]..(slot + 1) * sizes[v]];
-            t.apply_view(v, view, &mut rng, scratch, out);
+            let range = slot * sizes[v]..(slot + 1) * sizes[v];
+            match c.output {
+                OutputKind::F32 => {
+                    let out = &mut f32_slices[v][range];
+                    t.apply_view(v, view, &mut rng, scratch, out);
+                    t.normalize(v).apply(out);
+                }
+                OutputKind::U8 => {
+                    staging.resize(sizes[v], 0.0);
+                    t.apply_view(v, view, &mut rng, scratch, &mut staging);
+                    for (q, &x) in u8_slices[v][range].iter_mut().zip(&staging) {
+                        *q = (x * 255.0 + 0.5) as u8;
+                    }
+                }
+            }
         }
         kept.push(i);
     }
-    let n = kept.len();
-    let labels: Vec<i64> = kept.iter().map(|&i| shared.dataset.labels()[i]).collect();
+    drop(f32_slices);
+    drop(u8_slices);
+    let n = kept.len() as i64;
     let mut views = Vec::with_capacity(nv);
-    for (v, mut buf) in bufs.into_iter().enumerate() {
-        buf.truncate(n * sizes[v]);
-        let s = t.side(v) as i64;
-        let shape = [n as i64, 3, s, s];
-        let tensor = match c.output {
-            OutputKind::F32 => {
-                let norm = t.normalize(v);
-                for img in buf.chunks_exact_mut(sizes[v]) {
-                    norm.apply(img);
-                }
-                Tensor::f_from_slice(&buf)
-            }
-            OutputKind::U8 => {
-                let q: Vec<u8> = buf.iter().map(|&x| (x * 255.0 + 0.5) as u8).collect();
-                Tensor::f_from_slice(&q)
-            }
-        }
-        .and_then(|x| x.f_view(shape))
-        .map_err(|source| DataError::Tensor {
-            context: "view batch",
-            source,
-        })?;
-        views.push(pin(tensor, c.pin_memory)?);
+    for x in tensors {
+        let x = if n < ids.len() as i64 {
+            x.f_narrow(0, 0, n).map_err(|source| DataError::Tensor {
+                context: "narrow batch",
+                source,
+            })?
+        } else {
+            x
+        };
+        views.push(pin(x, c.pin_memory)?);
     }
+    let labels: Vec<i64> = kept.iter().map(|&i| shared.dataset.labels()[i]).collect();
     let labels = pin(
         Tensor::f_from_slice(&labels).map_err(|source| DataError::Tensor {
             context: "labels",
@@ -430,9 +483,6 @@ fn build_batch(
         })?,
         c.pin_memory,
     )?;
-    debug_assert!(views
-        .iter()
-        .all(|v| v.kind() == Kind::Float || v.kind() == Kind::Uint8));
     Ok(Batch {
         views,
         labels,

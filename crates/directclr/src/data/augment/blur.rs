@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::rows::weighted_rows;
+use super::Scratch;
 use crate::data::DataError;
 
 /// How the kernel size is chosen.
@@ -100,46 +102,47 @@ pub fn reflect(i: isize, n: usize) -> usize {
     (if m >= n as isize { period - m } else { m }) as usize
 }
 
-/// Blurs each plane in place with the separable kernel (vertical then horizontal pass).
+multiversion! {
+/// Blurs each plane in place with the separable kernel (vertical then horizontal pass). The
+/// kernel must be symmetric (as [`kernel1d`]'s is).
 ///
 /// # Shapes
 /// `img`: `[c, h, w]` f32, planar; `kernel`: `[k]`, k odd.
-pub fn blur(img: &mut [f32], height: usize, width: usize, kernel: &[f32], tmp: &mut Vec<f32>) {
+pub fn blur(img: &mut [f32], height: usize, width: usize, kernel: &[f32], scratch: &mut Scratch) {
     let plane = height * width;
+    // Taps below 1e-9 (the tails of a small σ) change no value by more than 1e-8: skip them.
+    let cut = kernel.iter().position(|&w| w >= 1e-9).unwrap_or(0).min(kernel.len() / 2);
+    let kernel = &kernel[cut..kernel.len() - cut];
     if plane == 0 || kernel.len() <= 1 {
         return;
     }
     let r = kernel.len() / 2;
     let padded = width + 2 * r;
-    tmp.clear();
-    tmp.resize(plane + padded, 0.0);
+    let Scratch { a: vert, b: row, offsets } = scratch;
+    vert.clear();
+    vert.resize(plane, 0.0);
+    row.clear();
+    row.resize(padded, 0.0);
     for p in img.chunks_exact_mut(plane) {
-        let (vert, row) = tmp.split_at_mut(plane);
         // Vertical: vert[y] = Σ_k w_k p[reflect(y + k − r)], contiguous rows.
         for y in 0..height {
-            let acc = &mut vert[y * width..(y + 1) * width];
-            acc.fill(0.0);
-            for (k, &wk) in kernel.iter().enumerate() {
-                let sy = reflect(y as isize + k as isize - r as isize, height);
-                let src = &p[sy * width..(sy + 1) * width];
-                for (a, &v) in acc.iter_mut().zip(src) {
-                    *a += wk * v;
-                }
-            }
+            offsets.clear();
+            offsets.extend(
+                (0..kernel.len()).map(|k| reflect(y as isize + k as isize - r as isize, height) * width),
+            );
+            weighted_rows(&mut vert[y * width..(y + 1) * width], kernel, p, offsets);
         }
         // Horizontal: pad a row by reflection, then out[x] = Σ_k w_k row[x + k].
+        offsets.clear();
+        offsets.extend(0..kernel.len());
         for y in 0..height {
             let src = &vert[y * width..(y + 1) * width];
-            for (j, slot) in row.iter_mut().enumerate() {
-                *slot = src[reflect(j as isize - r as isize, width)];
+            row[r..r + width].copy_from_slice(src);
+            for j in (0..r).chain(r + width..padded) {
+                row[j] = src[reflect(j as isize - r as isize, width)];
             }
-            let out = &mut p[y * width..(y + 1) * width];
-            out.fill(0.0);
-            for (k, &wk) in kernel.iter().enumerate() {
-                for (o, &v) in out.iter_mut().zip(&row[k..k + width]) {
-                    *o += wk * v;
-                }
-            }
+            weighted_rows(&mut p[y * width..(y + 1) * width], kernel, row, offsets);
         }
     }
+}
 }

@@ -118,13 +118,16 @@ pub fn apply(op: ColorOp, img: &mut [f32]) {
     }
 }
 
+multiversion! {
 /// `clamp(x·f, 0, 1)`.
 pub fn adjust_brightness(img: &mut [f32], f: f32) {
     for v in img.iter_mut() {
         *v = (*v * f).clamp(0.0, 1.0);
     }
 }
+}
 
+multiversion! {
 /// `clamp(f·x + (1 − f)·m, 0, 1)` with m the mean gray level of the image.
 pub fn adjust_contrast(img: &mut [f32], f: f32) {
     let n = img.len() / 3;
@@ -148,7 +151,9 @@ pub fn adjust_contrast(img: &mut [f32], f: f32) {
         *v = (f * *v + off).clamp(0.0, 1.0);
     }
 }
+}
 
+multiversion! {
 /// `clamp(f·x + (1 − f)·gray(x), 0, 1)` per pixel.
 pub fn adjust_saturation(img: &mut [f32], f: f32) {
     let n = img.len() / 3;
@@ -162,28 +167,34 @@ pub fn adjust_saturation(img: &mut [f32], f: f32) {
         *b = (f * *b + l).clamp(0.0, 1.0);
     }
 }
+}
 
-/// Hue of an RGB pixel in turns `[0, 1)`, torchvision's `_rgb2hsv` (0 for grays).
+/// Hue of an RGB pixel in turns `[0, 1)`, torchvision's `_rgb2hsv` (0 for grays), written
+/// without branches so that it vectorises.
 #[inline(always)]
 pub fn hue_of(r: f32, g: f32, b: f32) -> f32 {
     let maxc = r.max(g).max(b);
     let minc = r.min(g).min(b);
     let cr = maxc - minc;
-    let d = if cr == 0.0 { 1.0 } else { cr };
-    let rc = (maxc - r) / d;
-    let gc = (maxc - g) / d;
-    let bc = (maxc - b) / d;
+    let inv = 1.0 / if cr == 0.0 { 1.0 } else { cr };
+    let rc = (maxc - r) * inv;
+    let gc = (maxc - g) * inv;
+    let bc = (maxc - b) * inv;
+    let hr = bc - gc;
+    let hg = 2.0 + rc - bc;
+    let hb = 4.0 + gc - rc;
     let h = if maxc == r {
-        bc - gc
+        hr
     } else if maxc == g {
-        2.0 + rc - bc
+        hg
     } else {
-        4.0 + gc - rc
+        hb
     };
-    let h = h / 6.0 + 1.0;
+    let h = h * (1.0 / 6.0) + 1.0;
     h - h.floor()
 }
 
+multiversion! {
 /// Rotates the hue by `shift` turns keeping HSV value and saturation; the HSV → RGB step is
 /// the closed form `v − v·s·clamp(min(k, 4 − k), 0, 1)`, `k = (n + 6h) mod 6`, n = 5, 3, 1,
 /// equal to torchvision's `_hsv2rgb` sector table.
@@ -206,6 +217,7 @@ pub fn adjust_hue(img: &mut [f32], shift: f32) {
         *g = chan(3.0);
         *b = chan(1.0);
     }
+}
 }
 
 /// torchvision's `_rgb2hsv` / `_hsv2rgb` for one pixel, written as in torchvision (sector

@@ -90,6 +90,6 @@ impl EvalTransform {
             1.0 / 255.0,
             false,
         );
-        resample(src, &xs, &ys, &mut scratch.a, out);
+        resample(src, &xs, &ys, scratch, out);
     }
 }

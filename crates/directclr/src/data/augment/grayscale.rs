@@ -19,6 +19,7 @@ pub struct RandomGrayscale {
     pub p: f64,
 }
 
+multiversion! {
 /// Replaces every channel by the luma, in place.
 ///
 /// # Shapes
@@ -33,4 +34,5 @@ pub fn to_grayscale(img: &mut [f32]) {
         *g = l;
         *b = l;
     }
+}
 }

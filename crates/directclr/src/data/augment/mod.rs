@@ -1,6 +1,31 @@
 //! Augmentations after torchvision's definitions, on planar RGB f32 images in `[0, 1]`
 //! (`[3, h, w]`), and the authors' two-view recipe. One transform per file.
 
+/// Defines `fn $name` that runs its body compiled for AVX2 when the CPU has it (checked once,
+/// cached by std) and for the baseline target otherwise. Only element-wise vectorisation
+/// changes: no fused multiply-add is formed and sums keep their order, so both paths give the
+/// same bits.
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $body:block) => {
+        $(#[$m])* $vis fn $name($($a: $t),*) {
+            #[inline(always)]
+            fn imp($($a: $t),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($a: $t),*) {
+                    imp($($a),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($a),*) };
+                }
+            }
+            imp($($a),*)
+        }
+    };
+}
+
 pub mod blur;
 pub mod color_jitter;
 pub mod eval;
@@ -9,6 +34,7 @@ pub mod grayscale;
 pub mod normalize;
 pub mod recipe;
 pub mod resized_crop;
+mod rows;
 pub mod solarize;
 
 pub use blur::{GaussianBlur, KernelSize};
@@ -25,8 +51,12 @@ use super::DataError;
 /// Reusable working memory of one worker (no allocation per image once warm).
 #[derive(Debug, Default)]
 pub struct Scratch {
-    /// Intermediate rows of the resampling and the blur.
+    /// Intermediate values of the resampling and the blur.
     pub a: Vec<f32>,
+    /// A second intermediate buffer.
+    pub b: Vec<f32>,
+    /// Row offsets of the current taps.
+    pub offsets: Vec<usize>,
 }
 
 pub(crate) fn check_probability(p: f64, field: &str) -> Result<(), DataError> {

@@ -39,13 +39,7 @@ impl Normalize {
     /// # Shapes
     /// `img`: `[3, h, w]` f32, planar.
     pub fn apply(&self, img: &mut [f32]) {
-        let n = img.len() / 3;
-        for (c, plane) in img.chunks_exact_mut(n.max(1)).enumerate().take(3) {
-            let (m, inv) = (self.mean[c], 1.0 / self.std[c]);
-            for v in plane.iter_mut() {
-                *v = (*v - m) * inv;
-            }
-        }
+        normalize_planes(img, self.mean, self.std);
     }
 
     /// Normalises a batch of u8 images (e.g. on the GPU after a u8 loader).
@@ -61,5 +55,17 @@ impl Normalize {
             .to_device(dev)
             .view([1, 3, 1, 1]);
         (x.to_kind(tch::Kind::Float) / 255.0 - mean) / std
+    }
+}
+
+multiversion! {
+    fn normalize_planes(img: &mut [f32], mean: [f32; 3], std: [f32; 3]) {
+        let n = img.len() / 3;
+        for (c, plane) in img.chunks_exact_mut(n.max(1)).enumerate().take(3) {
+            let (m, inv) = (mean[c], 1.0 / std[c]);
+            for v in plane.iter_mut() {
+                *v = (*v - m) * inv;
+            }
+        }
     }
 }

@@ -92,7 +92,7 @@ impl ViewConfig {
         let crop = self.crop.sample(rng, src.height, src.width);
         let flip = rng.gen::<f64>() < self.flip_p;
         let (xs, ys) = self.crop.coeffs(src.height, src.width, crop, flip);
-        resample(src, &xs, &ys, &mut scratch.a, out);
+        resample(src, &xs, &ys, scratch, out);
         for op in self.color_jitter.sample(rng) {
             color_jitter::apply(op, out);
         }
@@ -102,7 +102,7 @@ impl ViewConfig {
         if rng.gen::<f64>() < self.blur.p {
             let sigma = uniform(rng, self.blur.sigma.0, self.blur.sigma.1) as f32;
             let k = kernel1d(self.blur.kernel.resolve(size), sigma);
-            blur(out, size, size, &k, &mut scratch.a);
+            blur(out, size, size, &k, scratch);
         }
         if rng.gen::<f64>() < self.solarize.p {
             solarize(out, self.solarize.threshold);

@@ -4,6 +4,8 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::rows::weighted_rows;
+use super::Scratch;
 use crate::data::dataset::{ImageRef, Layout};
 use crate::data::DataError;
 
@@ -138,9 +140,12 @@ impl AxisCoeffs {
     }
 }
 
+multiversion! {
 /// Resamples `src` into three planar f32 planes in `[0, 1]` (grayscale is repeated on the three
-/// planes): vertical pass on the u8 rows (contiguous, vectorised), then horizontal pass; the
-/// result is clamped to `[0, 1]` as PIL clamps to `0..=255`.
+/// planes): vertical pass on the u8 rows, then horizontal pass, each a vectorised weighted sum
+/// of contiguous rows (the intermediate is stored transposed, `[c, x, y]`, so that the
+/// horizontal pass also runs along contiguous memory); the result is clamped to `[0, 1]` as PIL
+/// clamps to `0..=255`.
 ///
 /// # Shapes
 /// `src`: `[c, h, w]` or `[h, w, c]` u8 (c = 1 or 3); `out`: `[3, ys.len(), xs.len()]` f32.
@@ -148,7 +153,7 @@ pub fn resample(
     src: ImageRef<'_>,
     xs: &AxisCoeffs,
     ys: &AxisCoeffs,
-    tmp: &mut Vec<f32>,
+    scratch: &mut Scratch,
     out: &mut [f32],
 ) {
     let (ow, oh) = (xs.start.len(), ys.start.len());
@@ -164,63 +169,57 @@ pub fn resample(
     let row_stride = src.width * ch;
     let plane_stride = src.width * src.height;
     let seg = rw * ch; // values per vertical-pass row
-    tmp.clear();
-    tmp.resize(oh * seg, 0.0);
+    // Rows and columns are computed in blocks of B, so that the transposed stores are runs of
+    // B contiguous values.
+    const B: usize = 8;
+    let Scratch { a: block, b: tmp_t, offsets } = scratch;
+    block.clear();
+    block.resize(B * seg.max(oh), 0.0);
+    tmp_t.clear();
+    tmp_t.resize(ch * rw * oh, 0.0);
     for p in 0..passes {
-        let base = if src.layout == Layout::Planar {
-            p * plane_stride
-        } else {
-            0
-        };
-        // Vertical pass: tmp[y][(x - x0) * ch + c] = Σ_k w_k src[start_y + k][x * ch + c].
-        for y in 0..oh {
-            let acc = &mut tmp[y * seg..(y + 1) * seg];
-            acc.fill(0.0);
-            let s = ys.start[y];
-            let w = &ys.weights[y * ys.ksize..y * ys.ksize + ys.len[y]];
-            for (k, &wk) in w.iter().enumerate() {
-                let off = base + (s + k) * row_stride + x0 * ch;
-                let row = &src.data[off..off + seg];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += wk * f32::from(v);
+        let base = if src.layout == Layout::Planar { p * plane_stride } else { 0 };
+        // Vertical pass: row[(x - x0) * ch + c] = Σ_k w_k src[start_y + k][x * ch + c], stored
+        // transposed as tmp_t[c][x - x0][y].
+        for yb in (0..oh).step_by(B) {
+            let nb = B.min(oh - yb);
+            for j in 0..nb {
+                let y = yb + j;
+                let s = ys.start[y];
+                let w = &ys.weights[y * ys.ksize..y * ys.ksize + ys.len[y]];
+                offsets.clear();
+                offsets.extend((0..w.len()).map(|k| base + (s + k) * row_stride + x0 * ch));
+                weighted_rows(&mut block[j * seg..(j + 1) * seg], w, src.data, offsets);
+            }
+            for c in 0..ch {
+                let t = &mut tmp_t[c * rw * oh..(c + 1) * rw * oh];
+                for xi in 0..rw {
+                    let dst = &mut t[xi * oh + yb..xi * oh + yb + nb];
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = block[j * seg + xi * ch + c];
+                    }
                 }
             }
         }
-        // Horizontal pass into the planes.
-        if ch == 3 {
-            let (r, rest) = out.split_at_mut(plane);
-            let (g, b) = rest.split_at_mut(plane);
-            for y in 0..oh {
-                let t = &tmp[y * seg..(y + 1) * seg];
-                for x in 0..ow {
+        // Horizontal pass: column x of the output is a weighted sum of columns of tmp_t.
+        for c in 0..ch {
+            let t = &tmp_t[c * rw * oh..(c + 1) * rw * oh];
+            let dst = &mut out[(p + c) * plane..(p + c + 1) * plane];
+            for xb in (0..ow).step_by(B) {
+                let nb = B.min(ow - xb);
+                for j in 0..nb {
+                    let x = xb + j;
                     let s = xs.start[x] - x0;
                     let w = &xs.weights[x * xs.ksize..x * xs.ksize + xs.len[x]];
-                    let taps = &t[s * 3..(s + w.len()) * 3];
-                    let (mut ar, mut ag, mut ab) = (0.0f32, 0.0f32, 0.0f32);
-                    for (&wk, px) in w.iter().zip(taps.chunks_exact(3)) {
-                        ar += wk * px[0];
-                        ag += wk * px[1];
-                        ab += wk * px[2];
-                    }
-                    let i = y * ow + x;
-                    r[i] = ar.clamp(0.0, 1.0);
-                    g[i] = ag.clamp(0.0, 1.0);
-                    b[i] = ab.clamp(0.0, 1.0);
+                    offsets.clear();
+                    offsets.extend((0..w.len()).map(|k| (s + k) * oh));
+                    weighted_rows(&mut block[j * oh..(j + 1) * oh], w, t, offsets);
                 }
-            }
-        } else {
-            let dst = &mut out[p * plane..(p + 1) * plane];
-            for y in 0..oh {
-                let t = &tmp[y * seg..(y + 1) * seg];
-                for x in 0..ow {
-                    let s = xs.start[x] - x0;
-                    let w = &xs.weights[x * xs.ksize..x * xs.ksize + xs.len[x]];
-                    let a: f32 = w
-                        .iter()
-                        .zip(&t[s..s + w.len()])
-                        .map(|(&wk, &v)| wk * v)
-                        .sum();
-                    dst[y * ow + x] = a.clamp(0.0, 1.0);
+                for y in 0..oh {
+                    let d = &mut dst[y * ow + xb..y * ow + xb + nb];
+                    for (j, v) in d.iter_mut().enumerate() {
+                        *v = block[j * oh + y].clamp(0.0, 1.0);
+                    }
                 }
             }
         }
@@ -230,6 +229,7 @@ pub fn resample(
         rest[..plane].copy_from_slice(g);
         rest[plane..2 * plane].copy_from_slice(g);
     }
+}
 }
 
 /// Validated `RandomResizedCrop` parameters.

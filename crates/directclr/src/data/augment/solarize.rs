@@ -12,6 +12,7 @@ pub struct RandomSolarize {
     pub p: f64,
 }
 
+multiversion! {
 /// `x ≥ t ? 1 − x : x`, in place.
 ///
 /// # Shapes
@@ -20,4 +21,5 @@ pub fn solarize(img: &mut [f32], threshold: f32) {
     for v in img.iter_mut() {
         *v = if *v >= threshold { 1.0 - *v } else { *v };
     }
+}
 }
