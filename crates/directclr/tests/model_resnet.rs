@@ -424,6 +424,34 @@ fn safetensors_round_trip_and_strict_loading() {
         );
         std::fs::remove_file(f).unwrap();
     }
+    // Half-precision weights (as a user might export them) are converted on load.
+    let half: Vec<(String, Tensor)> = saved
+        .iter()
+        .map(|(n, t)| {
+            let t = if t.is_floating_point() {
+                t.to_kind(Kind::Half)
+            } else {
+                t.shallow_clone()
+            };
+            (n.clone(), t)
+        })
+        .collect();
+    let half_file = tmp("half.safetensors");
+    directclr::model::save_safetensors(&half_file, &half).unwrap();
+    b.load_safetensors(&half_file).unwrap();
+    std::fs::remove_file(&half_file).unwrap();
+    for ((n, ta), (_, tb)) in a.named_tensors().iter().zip(b.named_tensors()) {
+        assert_eq!(tb.kind(), ta.kind(), "{n}");
+        let err = f64::try_from(
+            (ta.to_kind(Kind::Double) - tb.to_kind(Kind::Double))
+                .abs()
+                .max(),
+        )
+        .unwrap();
+        let scale = f64::try_from(ta.to_kind(Kind::Double).abs().max()).unwrap();
+        assert!(err <= 1e-3 * scale.max(1e-3), "{n}: {err}");
+    }
+
     // Not a safetensors file; no file.
     std::fs::write(&tv_file, b"not safetensors").unwrap();
     assert!(matches!(
