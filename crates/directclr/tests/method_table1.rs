@@ -319,6 +319,28 @@ fn online_probe_is_a_linear_head_on_detached_r() {
     loss.backward();
     assert!(!x.grad().defined());
     assert!(w.grad().defined() && b.grad().defined());
+    // Unlabelled samples (STL-10's unlabeled split) are left out of loss and accuracy.
+    let partial = Tensor::from_slice(&[0i64, -1, 2, -1, 4, 0, -1, 2]);
+    let (l2, a2) = probe.loss_and_accuracy(&x, &partial).unwrap();
+    let keep = Tensor::from_slice(&[0i64, 2, 4, 5, 7]);
+    let sub_logits = logits.index_select(0, &keep);
+    let sub_labels = partial.index_select(0, &keep);
+    let expected = sub_logits
+        .log_softmax(-1, Kind::Float)
+        .nll_loss(&sub_labels);
+    assert!(max_diff(&l2, &expected) < 1e-6);
+    let hits = sub_logits
+        .argmax(-1, false)
+        .eq_tensor(&sub_labels)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
+    assert!(max_diff(&a2, &hits) < 1e-7);
+    let none = Tensor::from_slice(&[-1i64; 8]);
+    let (l3, a3) = probe.loss_and_accuracy(&x, &none).unwrap();
+    assert_eq!(
+        (f64::try_from(l3).unwrap(), f64::try_from(a3).unwrap()),
+        (0.0, 0.0)
+    );
     // Errors.
     assert!(probe
         .loss_and_accuracy(

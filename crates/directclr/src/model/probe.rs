@@ -70,15 +70,20 @@ impl OnlineProbe {
             .f_linear(&self.weight, Some(&self.bias))?)
     }
 
-    /// The probe's mean cross-entropy and its top-1 accuracy on the batch (both scalar
-    /// tensors on the device, so no synchronisation happens here).
+    /// The probe's mean cross-entropy and its top-1 accuracy over the labelled samples of the
+    /// batch (both scalar tensors on the device, so no synchronisation happens here).
+    ///
+    /// Samples labelled [`crate::data::UNLABELED`] (any negative label, e.g. STL-10's
+    /// unlabeled split mixed into pretraining) are left out of both; a batch without labelled
+    /// samples gives 0 and 0.
     ///
     /// # Shapes
-    /// - `r`: `[batch, D]`, `labels`: `[batch]` int64 in `0..classes` → (`[]`, `[]`). Labels
-    ///   are not range-checked here (that would synchronise the device every step): the data
-    ///   readers guarantee them; on the CPU an out-of-range label is an error of libtorch.
+    /// - `r`: `[batch, D]`, `labels`: `[batch]` int64 in `0..classes` or negative → (`[]`,
+    ///   `[]`). Labels are not range-checked here (that would synchronise the device every
+    ///   step): the data readers guarantee them; on the CPU a label ≥ classes is an error of
+    ///   libtorch.
     pub fn loss_and_accuracy(&self, r: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor)> {
-        let logits = self.logits(r)?;
+        let logits = self.logits(r)?; // [batch, classes]
         if labels.size() != [r.size()[0]] {
             return Err(Error::config(
                 "labels",
@@ -86,13 +91,27 @@ impl OnlineProbe {
             ));
         }
         let labels = labels.f_to_kind(Kind::Int64)?;
-        let loss =
-            logits.f_cross_entropy_loss(&labels, None::<&Tensor>, Reduction::Mean, -100, 0.0)?;
-        let acc = logits
+        let labelled = labels.f_ge(0)?.f_to_kind(Kind::Float)?; // [batch], 1 where labelled
+        let count = labelled.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
+        let per_sample = logits.f_cross_entropy_loss(
+            &labels.f_clamp_min(0)?,
+            None::<&Tensor>,
+            Reduction::None,
+            -100,
+            0.0,
+        )?; // [batch]
+        let loss = per_sample
+            .f_mul(&labelled)?
+            .f_sum(Kind::Float)?
+            .f_div(&count)?;
+        let correct = logits
             .f_argmax(-1, false)?
             .f_eq_tensor(&labels)?
-            .f_to_kind(Kind::Float)?
-            .f_mean(Kind::Float)?;
+            .f_to_kind(Kind::Float)?;
+        let acc = correct
+            .f_mul(&labelled)?
+            .f_sum(Kind::Float)?
+            .f_div(&count)?;
         Ok((loss, acc))
     }
 }
