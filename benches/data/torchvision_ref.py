@@ -6,7 +6,8 @@ RandomResizedCrop(size, bicubic), flip 0.5, ColorJitter(0.4, 0.4, 0.2, 0.1) p 0.
 p 0.2, their PIL GaussianBlur (radius σ ∈ [0.1, 2.0]) p 1.0 / 0.1, their PIL Solarization p 0.0 /
 0.2, ToTensor, ImageNet Normalize.
 
-Usage: python torchvision_ref.py JPEG N   (prints `torchvision <size>px <images/s>` lines)
+Usage: python torchvision_ref.py JPEG N
+Prints `torchvision <size>px workers=1 <images/s wall> <images per CPU-second>` lines.
 """
 import random
 import sys
@@ -62,12 +63,13 @@ def two_views(size):
 
 
 def rate(fn, items):
+    """Images per second of wall time and per CPU-second of the process."""
     for it in items[:8]:  # warm-up
         fn(it)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for it in items:
         fn(it)
-    return len(items) / (time.perf_counter() - t)
+    return len(items) / (time.perf_counter() - t), len(items) / (time.process_time() - c)
 
 
 def main():
@@ -78,9 +80,10 @@ def main():
     rng = np.random.default_rng(0)
     small = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n * 4)]
     t32 = two_views(32)
-    print(f"torchvision 32px {rate(t32, small):.0f}", flush=True)
+    print("torchvision 32px workers=1 %.0f %.0f" % rate(t32, small), flush=True)
     t224 = two_views(224)
-    print(f"torchvision 224px {rate(lambda p: t224(Image.open(p).convert('RGB')), [jpeg] * n):.0f}", flush=True)
+    r = rate(lambda p: t224(Image.open(p).convert("RGB")), [jpeg] * n)
+    print("torchvision 224px workers=1 %.0f %.0f" % r, flush=True)
 
 
 if __name__ == "__main__":

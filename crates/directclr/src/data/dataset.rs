@@ -342,6 +342,9 @@ pub fn decode_file(path: &Path) -> Result<OwnedImage, DataError> {
 /// # Shapes
 /// Returns an interleaved `[h, w, c]` image, c = 1 (grayscale) or 3.
 pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<OwnedImage, DataError> {
+    if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        return decode_jpeg(bytes, path);
+    }
     let img = image::load_from_memory(bytes).map_err(|e| DataError::Decode {
         path: path.into(),
         reason: e.to_string(),
@@ -397,4 +400,50 @@ pub(crate) fn read_class_names(path: &Path) -> Result<Vec<String>, DataError> {
         ));
     }
     Ok(names)
+}
+
+/// Decodes a JPEG with zune-jpeg directly (the decoder the `image` crate uses, without its
+/// extra copies and header passes), tolerant of minor stream errors as `image` is.
+fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<OwnedImage, DataError> {
+    use zune_core::colorspace::ColorSpace;
+    let err = |reason: String| DataError::Decode {
+        path: path.into(),
+        reason,
+    };
+    let options = zune_core::options::DecoderOptions::default().set_strict_mode(false);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    dec.decode_headers().map_err(|e| err(e.to_string()))?;
+    let gray = matches!(
+        dec.input_colorspace(),
+        Some(ColorSpace::Luma | ColorSpace::LumaA)
+    );
+    let (out, channels) = if gray {
+        (ColorSpace::Luma, 1)
+    } else {
+        (ColorSpace::RGB, 3)
+    };
+    dec.set_options(dec.options().jpeg_set_out_colorspace(out));
+    let (width, height) = dec
+        .dimensions()
+        .ok_or_else(|| err("no image size in the headers".into()))?;
+    if width == 0 || height == 0 {
+        return Err(err("image of zero size".into()));
+    }
+    let data = dec.decode().map_err(|e| err(e.to_string()))?;
+    if data.len() != width * height * channels {
+        return Err(err(format!(
+            "decoded {} bytes for {width}×{height}×{channels}",
+            data.len()
+        )));
+    }
+    Ok(OwnedImage {
+        data,
+        channels,
+        height,
+        width,
+        layout: Layout::Interleaved,
+    })
 }

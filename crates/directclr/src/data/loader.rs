@@ -373,6 +373,8 @@ unsafe fn tensor_and_slice<T: tch::kind::Element>(
     })?;
     let numel: i64 = shape.iter().product();
     let ptr = t.data_ptr() as *mut T;
+    #[cfg(target_os = "linux")]
+    advise_huge_pages(ptr as *mut u8, numel as usize * std::mem::size_of::<T>());
     let slice = if numel == 0 {
         &mut []
     } else {
@@ -380,6 +382,23 @@ unsafe fn tensor_and_slice<T: tch::kind::Element>(
         unsafe { std::slice::from_raw_parts_mut(ptr, numel as usize) }
     };
     Ok((t, slice))
+}
+
+/// Asks Linux to back a large batch buffer with transparent huge pages: a batch of 224 px views
+/// is tens of megabytes of fresh memory, and faulting it in 4 KiB pages costs about a tenth of
+/// the pipeline's time. Advisory: if the kernel declines, nothing changes but speed.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(ptr: *mut u8, len: usize) {
+    const HUGE: usize = 2 << 20;
+    if len < 2 * HUGE {
+        return;
+    }
+    let start = (ptr as usize).next_multiple_of(4096);
+    let end = (ptr as usize + len) / 4096 * 4096;
+    // SAFETY: the range lies inside the tensor's allocation; MADV_HUGEPAGE changes no content.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    // A refusal (THP disabled, old kernel) only means the default page size is used.
+    let _ = rc;
 }
 
 /// Builds batch `b` of an epoch: decode, augment each view straight into the batch tensors'

@@ -1,9 +1,10 @@
 //! Augmentations after torchvision's definitions, on planar RGB f32 images in `[0, 1]`
 //! (`[3, h, w]`), and the authors' two-view recipe. One transform per file.
 
-/// Defines `fn $name` that runs its body compiled for AVX2 when the CPU has it (checked once,
-/// cached by std) and for the baseline target otherwise. Only element-wise vectorisation
-/// changes: no fused multiply-add is formed and sums keep their order, so both paths give the
+/// Defines `fn $name` that runs its body compiled for AVX2 + FMA when the CPU has them
+/// (checked once, cached by std) and for the baseline target otherwise. Only element-wise
+/// vectorisation changes: sums keep their order and fused multiply-adds are written as
+/// `f32::mul_add` (one rounding on every path, in hardware or in libm), so both paths give the
 /// same bits.
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident : $t:ty),* $(,)?) $body:block) => {
@@ -12,12 +13,14 @@ macro_rules! multiversion {
             fn imp($($a: $t),*) $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($a: $t),*) {
                     imp($($a),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports AVX2 and FMA, checked just above.
                     return unsafe { avx2($($a),*) };
                 }
             }

@@ -73,6 +73,22 @@ pub struct AxisCoeffs {
     pub weights: Vec<f32>,
 }
 
+/// Outputs per block of [`AxisCoeffs::blocks`].
+pub const BW: usize = 16;
+
+/// Resampling weights by blocks of [`BW`] outputs (see [`AxisCoeffs::blocks`]).
+#[derive(Debug, Clone, Default)]
+pub struct Blocks {
+    /// First source index of each block.
+    pub base: Vec<usize>,
+    /// Source values each block reads.
+    pub span: Vec<usize>,
+    /// Offset of each block's `[span, BW]` matrix in `w`.
+    pub off: Vec<usize>,
+    /// The matrices.
+    pub w: Vec<f32>,
+}
+
 impl AxisCoeffs {
     /// PIL's `precompute_coeffs`: resampling the source interval `[in0, in1)` of an axis of
     /// `in_size` pixels onto `out_full` outputs, kept for outputs `offset .. offset + out_len`
@@ -126,6 +142,39 @@ impl AxisCoeffs {
         c
     }
 
+    /// The weights regrouped by blocks of [`BW`] consecutive outputs: for block `b`, a dense
+    /// `[span, BW]` matrix over the source indices `base .. base + span` it reads (zero where
+    /// an output has no tap), so that a block is computed with one broadcast and one vector
+    /// multiply-add per source value. Summing a block's rows in order adds each output's taps in
+    /// source order, as [`AxisCoeffs::weights`] lists them, plus exact zeros.
+    pub fn blocks(&self) -> Blocks {
+        let n = self.start.len();
+        let mut bl = Blocks::default();
+        for xb in (0..n).step_by(BW) {
+            let outs = xb..(xb + BW).min(n);
+            let base = outs.clone().map(|x| self.start[x]).min().unwrap_or(0);
+            let end = outs
+                .clone()
+                .map(|x| self.start[x] + self.len[x])
+                .max()
+                .unwrap_or(base);
+            let span = end - base;
+            let off = bl.w.len();
+            bl.w.resize(off + span * BW, 0.0);
+            for x in outs {
+                let j = x - xb;
+                for k in 0..self.len[x] {
+                    bl.w[off + (self.start[x] + k - base) * BW + j] =
+                        self.weights[x * self.ksize + k];
+                }
+            }
+            bl.base.push(base);
+            bl.span.push(span);
+            bl.off.push(off);
+        }
+        bl
+    }
+
     /// The range of source indices any output reads.
     fn span(&self) -> (usize, usize) {
         let lo = self.start.iter().copied().min().unwrap_or(0);
@@ -142,10 +191,9 @@ impl AxisCoeffs {
 
 multiversion! {
 /// Resamples `src` into three planar f32 planes in `[0, 1]` (grayscale is repeated on the three
-/// planes): vertical pass on the u8 rows, then horizontal pass, each a vectorised weighted sum
-/// of contiguous rows (the intermediate is stored transposed, `[c, x, y]`, so that the
-/// horizontal pass also runs along contiguous memory); the result is clamped to `[0, 1]` as PIL
-/// clamps to `0..=255`.
+/// planes), one output row at a time: a vertical pass on the u8 rows (a vectorised weighted
+/// sum of contiguous rows), then a horizontal pass by blocks of [`BW`] outputs
+/// ([`AxisCoeffs::blocks`]); the result is clamped to `[0, 1]` as PIL clamps to `0..=255`.
 ///
 /// # Shapes
 /// `src`: `[c, h, w]` or `[h, w, c]` u8 (c = 1 or 3); `out`: `[3, ys.len(), xs.len()]` f32.
@@ -169,58 +217,29 @@ pub fn resample(
     let row_stride = src.width * ch;
     let plane_stride = src.width * src.height;
     let seg = rw * ch; // values per vertical-pass row
-    // Rows and columns are computed in blocks of B, so that the transposed stores are runs of
-    // B contiguous values.
-    const B: usize = 8;
-    let Scratch { a: block, b: tmp_t, offsets } = scratch;
-    block.clear();
-    block.resize(B * seg.max(oh), 0.0);
-    tmp_t.clear();
-    tmp_t.resize(ch * rw * oh, 0.0);
+    let blocks = xs.blocks();
+    let Scratch { a: row, offsets, .. } = scratch;
+    row.clear();
+    row.resize(seg, 0.0);
     for p in 0..passes {
         let base = if src.layout == Layout::Planar { p * plane_stride } else { 0 };
-        // Vertical pass: row[(x - x0) * ch + c] = Σ_k w_k src[start_y + k][x * ch + c], stored
-        // transposed as tmp_t[c][x - x0][y].
-        for yb in (0..oh).step_by(B) {
-            let nb = B.min(oh - yb);
-            for j in 0..nb {
-                let y = yb + j;
-                let s = ys.start[y];
-                let w = &ys.weights[y * ys.ksize..y * ys.ksize + ys.len[y]];
-                offsets.clear();
-                offsets.extend((0..w.len()).map(|k| base + (s + k) * row_stride + x0 * ch));
-                weighted_rows(&mut block[j * seg..(j + 1) * seg], w, src.data, offsets);
-            }
-            for c in 0..ch {
-                let t = &mut tmp_t[c * rw * oh..(c + 1) * rw * oh];
-                for xi in 0..rw {
-                    let dst = &mut t[xi * oh + yb..xi * oh + yb + nb];
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = block[j * seg + xi * ch + c];
-                    }
-                }
-            }
-        }
-        // Horizontal pass: column x of the output is a weighted sum of columns of tmp_t.
-        for c in 0..ch {
-            let t = &tmp_t[c * rw * oh..(c + 1) * rw * oh];
-            let dst = &mut out[(p + c) * plane..(p + c + 1) * plane];
-            for xb in (0..ow).step_by(B) {
-                let nb = B.min(ow - xb);
-                for j in 0..nb {
-                    let x = xb + j;
-                    let s = xs.start[x] - x0;
-                    let w = &xs.weights[x * xs.ksize..x * xs.ksize + xs.len[x]];
-                    offsets.clear();
-                    offsets.extend((0..w.len()).map(|k| (s + k) * oh));
-                    weighted_rows(&mut block[j * oh..(j + 1) * oh], w, t, offsets);
-                }
-                for y in 0..oh {
-                    let d = &mut dst[y * ow + xb..y * ow + xb + nb];
-                    for (j, v) in d.iter_mut().enumerate() {
-                        *v = block[j * oh + y].clamp(0.0, 1.0);
-                    }
-                }
+        for y in 0..oh {
+            // Vertical pass: row[(x - x0) * ch + c] = Σ_k w_k src[start_y + k][x * ch + c].
+            let s = ys.start[y];
+            let w = &ys.weights[y * ys.ksize..y * ys.ksize + ys.len[y]];
+            offsets.clear();
+            offsets.extend((0..w.len()).map(|k| base + (s + k) * row_stride + x0 * ch));
+            weighted_rows(&mut row[..seg], w, src.data, offsets);
+            // Horizontal pass, straight into the output row(s).
+            let at = y * ow;
+            if ch == 3 {
+                let (r, rest) = out.split_at_mut(plane);
+                let (g, b) = rest.split_at_mut(plane);
+                let mut dst = [&mut r[at..at + ow], &mut g[at..at + ow], &mut b[at..at + ow]];
+                horizontal::<3>(row, x0, &blocks, &mut dst);
+            } else {
+                let mut dst = [&mut out[p * plane + at..p * plane + at + ow]];
+                horizontal::<1>(row, x0, &blocks, &mut dst);
             }
         }
     }
@@ -230,6 +249,37 @@ pub fn resample(
         rest[plane..2 * plane].copy_from_slice(g);
     }
 }
+}
+
+/// The horizontal pass of one row: `row` holds `CH` interleaved channels from source column
+/// `x0`; each output is clamped to `[0, 1]`.
+#[inline(always)]
+fn horizontal<const CH: usize>(
+    row: &[f32],
+    x0: usize,
+    blocks: &Blocks,
+    dst: &mut [&mut [f32]; CH],
+) {
+    let ow = dst[0].len();
+    for (b, xb) in (0..ow).step_by(BW).enumerate() {
+        let (base, span, off) = (blocks.base[b] - x0, blocks.span[b], blocks.off[b]);
+        let w = &blocks.w[off..off + span * BW];
+        let t = &row[base * CH..(base + span) * CH];
+        let nb = BW.min(ow - xb);
+        for (c, d) in dst.iter_mut().enumerate() {
+            let mut acc = [0.0f32; BW];
+            for (i, wi) in w.chunks_exact(BW).enumerate() {
+                let wi: &[f32; BW] = wi.try_into().expect("chunk of BW weights");
+                let v = t[i * CH + c];
+                for j in 0..BW {
+                    acc[j] = wi[j].mul_add(v, acc[j]);
+                }
+            }
+            for (d, a) in d[xb..xb + nb].iter_mut().zip(&acc) {
+                *d = a.clamp(0.0, 1.0);
+            }
+        }
+    }
 }
 
 /// Validated `RandomResizedCrop` parameters.

@@ -21,8 +21,8 @@ impl Px for f32 {
     }
 }
 
-/// `out[i] = Σ_k weights[k] · src[offsets[k] + i]`, summed in tap order from 0 (so any vector
-/// width gives the same bits). Inline into a caller compiled for the wanted instruction set.
+/// `out[i] = Σ_k weights[k] · src[offsets[k] + i]`, fused multiply-adds in tap order from 0 (so
+/// any vector width gives the same bits). Inline into a caller compiled for the wanted instruction set.
 ///
 /// # Shapes
 /// `weights`, `offsets`: `[taps]`; every `src[offsets[k] .. offsets[k] + out.len()]` in bounds.
@@ -36,7 +36,7 @@ pub(crate) fn weighted_rows<T: Px>(out: &mut [f32], weights: &[f32], src: &[T], 
         for (&w, &o) in weights.iter().zip(offsets) {
             let row: &[T; L] = src[o + x..o + x + L].try_into().expect("slice of L values");
             for j in 0..L {
-                acc[j] += w * row[j].f();
+                acc[j] = w.mul_add(row[j].f(), acc[j]);
             }
         }
         out[x..x + L].copy_from_slice(&acc);
@@ -45,7 +45,7 @@ pub(crate) fn weighted_rows<T: Px>(out: &mut [f32], weights: &[f32], src: &[T], 
     for (i, o) in out.iter_mut().enumerate().skip(x) {
         let mut a = 0.0f32;
         for (&w, &off) in weights.iter().zip(offsets) {
-            a += w * src[off + i].f();
+            a = w.mul_add(src[off + i].f(), a);
         }
         *o = a;
     }
