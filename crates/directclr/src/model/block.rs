@@ -91,13 +91,15 @@ impl Block {
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
             out = bn.forward_t(&conv.forward(&out)?, train)?;
             if i + 1 < n {
-                out = out.f_relu()?;
+                let _ = out.f_relu_()?; // in place, as torchvision's ReLU(inplace=True)
             }
         }
         let identity = match &self.downsample {
             Some(d) => d.forward_t(x, train)?,
             None => x.shallow_clone(),
         };
-        Ok(out.f_add(&identity)?.f_relu()?)
+        let _ = out.f_add_(&identity)?;
+        let _ = out.f_relu_()?;
+        Ok(out)
     }
 }

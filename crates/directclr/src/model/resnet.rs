@@ -111,10 +111,8 @@ impl ResNet {
                 format!("expected images [batch, 3, H, W], got {size:?}"),
             ));
         }
-        let mut h = self
-            .bn1
-            .forward_t(&self.conv1.forward(x)?, train)?
-            .f_relu()?;
+        let mut h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?;
+        let _ = h.f_relu_()?; // in place, as torchvision
         if self.config.stem == Stem::ImageNet {
             h = h.f_max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)?;
         }
