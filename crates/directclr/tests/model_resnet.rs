@@ -191,6 +191,52 @@ fn pooled_output_equals_torchvision_in_eval_mode() {
 }
 
 #[test]
+fn training_forward_and_running_statistics_equal_torchvision() {
+    let case = &fixture("resnet_outputs.json")["train_case"];
+    let floats = |v: &Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let shape: Vec<i64> = case["input_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_i64().unwrap())
+        .collect();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let arch = arch_of(case["arch"].as_str().unwrap());
+    let stem = stem_of(case["stem"].as_str().unwrap());
+    let model = config(arch, stem, 1.0).build(&vs.root()).unwrap();
+    fill(&model);
+    let r = tch::no_grad(|| model.forward_t(&formula_input(&shape), true)).unwrap();
+    let close = |got: Vec<f64>, want: Vec<f64>, what: &str| {
+        assert_eq!(got.len(), want.len(), "{what}");
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            err <= 1e-4 * scale.max(1e-3),
+            "{what}: max abs error {err} vs scale {scale}"
+        );
+    };
+    close(
+        Vec::<f64>::try_from(r.flatten(0, -1).to_kind(Kind::Double)).unwrap(),
+        floats(&case["output"]),
+        "output",
+    );
+    let vars = vs.variables();
+    for (name, want) in case["buffers"].as_object().unwrap() {
+        let got = Vec::<f64>::try_from(vars[name].flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        close(got, floats(want), name);
+    }
+}
+
+#[test]
 fn width_multiplier_and_validation() {
     let vs = nn::VarStore::new(Device::Cpu);
     let m = config(Arch::ResNet50, Stem::Cifar, 0.125)
