@@ -1,0 +1,52 @@
+//! The inner kernel shared by the resampling and the blur: a weighted sum of rows, with the
+//! accumulators held in registers across the taps.
+
+/// A pixel value read as f32.
+pub(crate) trait Px: Copy {
+    /// The value.
+    fn f(self) -> f32;
+}
+
+impl Px for u8 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        f32::from(self)
+    }
+}
+
+impl Px for f32 {
+    #[inline(always)]
+    fn f(self) -> f32 {
+        self
+    }
+}
+
+/// `out[i] = Σ_k weights[k] · src[offsets[k] + i]`, fused multiply-adds in tap order from 0 (so
+/// any vector width gives the same bits). Inline into a caller compiled for the wanted instruction set.
+///
+/// # Shapes
+/// `weights`, `offsets`: `[taps]`; every `src[offsets[k] .. offsets[k] + out.len()]` in bounds.
+#[inline(always)]
+pub(crate) fn weighted_rows<T: Px>(out: &mut [f32], weights: &[f32], src: &[T], offsets: &[usize]) {
+    const L: usize = 16;
+    let n = out.len();
+    let mut x = 0;
+    while x + L <= n {
+        let mut acc = [0.0f32; L];
+        for (&w, &o) in weights.iter().zip(offsets) {
+            let row: &[T; L] = src[o + x..o + x + L].try_into().expect("slice of L values");
+            for j in 0..L {
+                acc[j] = w.mul_add(row[j].f(), acc[j]);
+            }
+        }
+        out[x..x + L].copy_from_slice(&acc);
+        x += L;
+    }
+    for (i, o) in out.iter_mut().enumerate().skip(x) {
+        let mut a = 0.0f32;
+        for (&w, &off) in weights.iter().zip(offsets) {
+            a = w.mul_add(src[off + i].f(), a);
+        }
+        *o = a;
+    }
+}
