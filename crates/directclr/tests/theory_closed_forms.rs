@@ -8,6 +8,7 @@ use directclr::theory::{
     toy_net::random_orthogonal,
     Activation, Init, ToyLoss, ToyNet,
 };
+use directclr::loss::{InfoNce, Negatives};
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -39,27 +40,27 @@ fn max_abs_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
     (a - b).abs().max()
 }
 
-/// The toy losses written directly in libtorch (mean over anchors):
-/// Dot:      F.cross_entropy(z1 @ z2.T / τ, arange(N))
-/// Distance: logits[i, j] = −|z_i − z_j|²/(2τ) (j ≠ i), logits[i, i] = −|z_i − z'_i|²/(2τ);
-///           F.cross_entropy(logits, arange(N))
+/// The toy losses in libtorch (mean over anchors). Dot is the library's own InfoNCE in the
+/// authors' toy configuration (τ 0.1, no normalisation, one direction, cross-view negatives),
+/// so the toy engine and the training loss cannot drift apart. Distance (Eqn 2) is written out:
+/// logits[i, j] = −|z_i − z_j|²/(2τ) (j ≠ i), logits[i, i] = −|z_i − z'_i|²/(2τ),
+/// then cross-entropy with targets arange(N).
 fn torch_loss(loss: ToyLoss, z1: &Tensor, z2: &Tensor) -> Tensor {
     let n = z1.size()[0];
-    let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
-    let logits = match loss {
-        ToyLoss::Dot => z1.matmul(&z2.tr()) / TAU,
+    match loss {
+        ToyLoss::Dot => InfoNce { temperature: TAU, normalize: false, symmetric: false, negatives: Negatives::CrossView }
+            .loss(z1, z2)
+            .unwrap(),
         ToyLoss::Distance => {
-            let d_same = (z1.unsqueeze(1) - z1.unsqueeze(0))
-                .square()
-                .sum_dim_intlist(-1, false, Kind::Double);
+            let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
+            let d_same = (z1.unsqueeze(1) - z1.unsqueeze(0)).square().sum_dim_intlist(-1, false, Kind::Double);
             let d_pos = (z1 - z2).square().sum_dim_intlist(-1, false, Kind::Double);
             let eye = Tensor::eye(n, (Kind::Double, tch::Device::Cpu));
             let d: Tensor = &d_same * (1.0 - &eye) + d_pos.diag_embed(0, -2, -1);
-            -d / (2.0 * TAU)
+            // (tch's cross_entropy_for_logits computes in f32; stay in f64.)
+            (-d / (2.0 * TAU)).log_softmax(-1, Kind::Double).nll_loss(&labels)
         }
-    };
-    // (tch's cross_entropy_for_logits computes in f32; stay in f64.)
-    logits.log_softmax(-1, Kind::Double).nll_loss(&labels)
+    }
 }
 
 fn setup(seed: u64, n: usize, d: usize) -> (DMatrix<f64>, DMatrix<f64>, DMatrix<f64>) {
