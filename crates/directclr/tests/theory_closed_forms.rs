@@ -324,3 +324,21 @@ fn matched_alignment_undoes_a_signed_permutation() {
     assert!((directclr::theory::closed_form::diagonal_dominance(&m) - 1.0).abs() < 1e-3);
     assert!((directclr::theory::closed_form::row_dominance(&a) - 1.0).abs() < 1e-3);
 }
+
+/// The product shortcut of linear networks (dL/dW_l from dL/dP) equals back-propagation.
+#[test]
+fn gradients_from_the_product_equal_backpropagation() {
+    for layers in [1, 2, 3, 4] {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let net: ToyNet<f64> = ToyNet::new(5, layers, Activation::Linear, Init::Uniform, &mut rng);
+        let x = gaussian(12, 5, 1.0, &mut rng);
+        let dz = gaussian(12, 5, 1.0, &mut rng);
+        let fwd = net.forward(&x);
+        let reference = net.backward(&fwd, dz.clone());
+        let fast = net.grads_from_product(&(dz.transpose() * &x));
+        for l in 0..layers {
+            assert!(max_abs_diff(&reference[l], &fast[l]) < 1e-12, "L = {layers}, layer {l}");
+        }
+        assert!(max_abs_diff(&directclr::theory::real::to_f64(&net.product_t()), &net.product()) < 1e-15);
+    }
+}

@@ -8,10 +8,11 @@ use nalgebra::{DMatrix, SymmetricEigen};
 /// z: [N, d] → [d, d]
 pub fn covariance(z: &DMatrix<f64>) -> DMatrix<f64> {
     let n = z.nrows() as f64;
-    let mean = z.row_mean();
     let mut centred = z.clone();
-    for mut row in centred.row_iter_mut() {
-        row -= &mean;
+    // Column by column: contiguous in nalgebra's column-major storage.
+    for mut col in centred.column_iter_mut() {
+        let mean = col.mean();
+        col.add_scalar_mut(-mean);
     }
     centred.transpose() * &centred / n
 }

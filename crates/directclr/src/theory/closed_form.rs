@@ -32,16 +32,7 @@ pub fn lemma1_weight_grad<T: Real>(
 /// # Shapes
 /// x1, x2: [N, d_in] → [d_in, d_in]
 pub fn x_matrix<T: Real>(grad: &EmbeddingGrad<T>, x1: &DMatrix<T>, x2: &DMatrix<T>) -> DMatrix<T> {
-    let xs = [x1, x2];
-    let mut m = DMatrix::zeros(x1.ncols(), x1.ncols());
-    for a in 0..2 {
-        for b in 0..2 {
-            if let Some(c) = grad.block(a + 1, b + 1) {
-                m += xs[b].transpose() * c.transpose() * xs[a];
-            }
-        }
-    }
-    -m
+    -grad.weight_coefficients(x1, x2)
 }
 
 /// Eqn 6 written out for the paper's loss ([`ToyLoss::Distance`]), from the softmax weights α

@@ -12,6 +12,7 @@
 pub mod closed_form;
 pub mod config;
 pub mod experiments;
+pub mod gaussian;
 pub mod real;
 pub mod toy_loss;
 pub mod toy_net;

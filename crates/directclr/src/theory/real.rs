@@ -1,6 +1,8 @@
 //! The scalar types the toy models run in: `f32` (the authors' precision, fast) and `f64`
 //! (for checking closed forms to 1e-10).
 
+use std::sync::OnceLock;
+
 use nalgebra::{DMatrix, RealField};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -13,8 +15,16 @@ pub trait Real: RealField + Copy + Default + Send + Sync + 'static {
     fn f64(self) -> f64;
     /// Draws one standard normal sample.
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self;
+    /// Fills `out` with standard normal samples.
+    fn fill_standard_normal<R: Rng + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        out.iter_mut().for_each(|v| *v = Self::standard_normal(rng));
+    }
     /// `x ← exp(x)` for every element.
     fn exp_in_place(xs: &mut [Self]);
+    /// Softmax of `xs` in place; returns its log-sum-exp (in f64).
+    fn softmax_in_place(xs: &mut [Self]) -> f64 {
+        softmax_generic(xs)
+    }
     /// The name used in reports, `f32` or `f64`.
     const NAME: &'static str;
     /// matrixmultiply's general product for this type (see [`gemm`]).
@@ -85,8 +95,24 @@ impl Real for f32 {
     fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> Self {
         StandardNormal.sample(rng)
     }
+    fn fill_standard_normal<R: Rng + ?Sized>(rng: &mut R, out: &mut [Self]) {
+        super::gaussian::fill_standard_normal_f32(rng, out)
+    }
+    #[inline(always)]
     fn exp_in_place(xs: &mut [Self]) {
         xs.iter_mut().for_each(|x| *x = fast_exp_f32(*x));
+    }
+    fn softmax_in_place(xs: &mut [Self]) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match *simd_level() {
+                // SAFETY: the CPU supports the features of each path, checked by simd_level.
+                SimdLevel::Avx512 => return unsafe { softmax_f32_avx512(xs) },
+                SimdLevel::Avx2Fma => return unsafe { softmax_f32_avx2_fma(xs) },
+                SimdLevel::Portable => {}
+            }
+        }
+        softmax_generic(xs)
     }
     const NAME: &'static str = "f32";
     unsafe fn gemm_raw(
@@ -202,7 +228,7 @@ pub fn fast_exp_f32(x: f32) -> f32 {
 
 /// The largest element, accumulated in 8 independent lanes so the loop vectorises.
 /// `xs` must not be empty.
-#[inline]
+#[inline(always)]
 pub fn lane_max<T: Real>(xs: &[T]) -> T {
     let mut acc = [xs[0]; 8];
     let chunks = xs.chunks_exact(8);
@@ -220,7 +246,7 @@ pub fn lane_max<T: Real>(xs: &[T]) -> T {
 
 /// The sum, accumulated in 8 independent lanes so the loop vectorises (the order of the
 /// additions is fixed, so the result is deterministic).
-#[inline]
+#[inline(always)]
 pub fn lane_sum<T: Real>(xs: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let chunks = xs.chunks_exact(8);
@@ -236,6 +262,95 @@ pub fn lane_sum<T: Real>(xs: &[T]) -> T {
         .fold(T::zero(), |a, b| a + b)
 }
 
+/// Softmax in place, returning log-sum-exp: max-shifted exponentials, normalised. The sums
+/// run in 8 fixed lanes, so every instruction set gives the same bits.
+#[inline(always)]
+fn softmax_generic<T: Real>(xs: &mut [T]) -> f64 {
+    let max = lane_max(xs);
+    xs.iter_mut().for_each(|v| *v -= max);
+    T::exp_in_place(xs);
+    let sum = lane_sum(xs);
+    let inv = T::one() / sum;
+    xs.iter_mut().for_each(|v| *v *= inv);
+    max.f64() + sum.f64().ln()
+}
+
+/// [`softmax_generic`] for `f32` compiled for AVX2 with fused multiply-adds in the exponential
+/// (8 lanes per instruction, one rounding per polynomial step). Its results differ from the
+/// portable path in the last bits; on one machine runs stay repeatable bit for bit (as with
+/// matrixmultiply, whose kernels also depend on the CPU).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_f32_avx2_fma(xs: &mut [f32]) -> f64 {
+    softmax_f32_fma(xs)
+}
+
+/// The same with 16-lane AVX-512 vectors (bit-identical to the AVX2 + FMA path).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_f32_avx512(xs: &mut [f32]) -> f64 {
+    softmax_f32_fma(xs)
+}
+
+/// The instruction sets the hand-vectorised kernels can use on this CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// AVX-512F (with AVX2 and FMA).
+    Avx512,
+    /// AVX2 and FMA.
+    Avx2Fma,
+    /// Whatever the build targets (SSE2 on x86-64).
+    Portable,
+}
+
+/// The best [`SimdLevel`] of this CPU, detected once.
+pub fn simd_level() -> &'static SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2_fma && is_x86_feature_detected!("avx512f") {
+                return SimdLevel::Avx512;
+            }
+            if avx2_fma {
+                return SimdLevel::Avx2Fma;
+            }
+        }
+        SimdLevel::Portable
+    })
+}
+
+#[inline(always)]
+fn softmax_f32_fma(xs: &mut [f32]) -> f64 {
+    let max = lane_max(xs);
+    xs.iter_mut().for_each(|v| *v = fast_exp_f32_fma(*v - max));
+    let sum = lane_sum(xs);
+    let inv = 1.0 / sum;
+    xs.iter_mut().for_each(|v| *v *= inv);
+    max as f64 + (sum as f64).ln()
+}
+
+/// [`fast_exp_f32`] with fused multiply-adds; only for code compiled with FMA enabled (elsewhere
+/// `mul_add` is a slow library call).
+#[inline(always)]
+fn fast_exp_f32_fma(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const SHIFTER: f32 = 12_582_912.0;
+    let x = x.max(-87.3).min(88.7);
+    let n = x.mul_add(LOG2E, SHIFTER) - SHIFTER;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let p = (1.0f32 / 720.0).mul_add(r, 1.0 / 120.0);
+    let p = p.mul_add(r, 1.0 / 24.0);
+    let p = p.mul_add(r, 1.0 / 6.0);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r, 1.0);
+    let p = p.mul_add(r, 1.0);
+    p * f32::from_bits((n + (SHIFTER + 127.0)).to_bits() << 23)
+}
+
 /// Converts a matrix to `f64`.
 pub fn to_f64<T: Real>(m: &DMatrix<T>) -> DMatrix<f64> {
     m.map(|v| v.f64())
@@ -249,6 +364,20 @@ pub fn from_f64<T: Real>(m: &DMatrix<f64>) -> DMatrix<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softmax_paths_agree_and_sum_to_one() {
+        let mut xs: Vec<f32> = (0..203).map(|k| ((k * 37 % 101) as f32 - 50.0) * 0.37).collect();
+        let mut portable = xs.clone();
+        let lse = <f32 as Real>::softmax_in_place(&mut xs);
+        let lse_portable = softmax_generic(&mut portable);
+        let sum: f64 = xs.iter().map(|&v| v as f64).sum();
+        assert!((sum - 1.0).abs() < 1e-5, "{sum}");
+        assert!((lse - lse_portable).abs() < 1e-5);
+        for (a, b) in xs.iter().zip(&portable) {
+            assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1e-30), "{a} vs {b}");
+        }
+    }
 
     #[test]
     fn fast_exp_matches_std_within_a_few_ulp() {

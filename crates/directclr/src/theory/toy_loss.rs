@@ -16,7 +16,7 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use super::real::{gemm, lane_max, lane_sum, Op, Real};
+use super::real::{gemm, Op, Real};
 
 /// Which InfoNCE the toy model optimises. Neither normalises z (the paper's toy setting).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -94,6 +94,49 @@ impl<T: Real> EmbeddingGrad<T> {
         }
     }
 
+    /// M = Σ_ab X_bᵀ·C_abᵀ·X_a, so that the weight gradient of a linear map z = P x is
+    /// G = P·M (Lemma 1 with Eqn 4) and X = −M (Eqn 5). Computed from the factored blocks: one
+    /// [N, N]·[N, d] product instead of the two that the embedding gradients need.
+    /// # Shapes
+    /// x1, x2: [N, d] → [d, d]
+    pub fn weight_coefficients(&self, x1: &DMatrix<T>, x2: &DMatrix<T>) -> DMatrix<T> {
+        let (n, d) = x1.shape();
+        let s = self.scale;
+        let mut m = DMatrix::zeros(d, d);
+        match &self.coefficients {
+            Coefficients::Dot { pt } => {
+                // K = X2ᵀ·Dᵀ·X1 with Dᵀ = Pᵀ − I; M = s(K + Kᵀ).
+                let mut dt_x1 = -x1;
+                gemm(T::one(), pt, Op::N, x1, Op::N, T::one(), &mut dt_x1);
+                gemm(s, x2, Op::T, &dt_x1, Op::N, T::zero(), &mut m);
+            }
+            Coefficients::Distance { at, positive, col_sum } => {
+                // (1,1): s·X1ᵀ(A + Aᵀ − diag c)X1 = s(K + Kᵀ) − s·X1ᵀdiag(c)X1 with K = X1ᵀ·Aᵀ·X1.
+                let mut at_x1 = DMatrix::zeros(n, d);
+                gemm(T::one(), at, Op::N, x1, Op::N, T::zero(), &mut at_x1);
+                gemm(s, x1, Op::T, &at_x1, Op::N, T::zero(), &mut m);
+                // The rest, with w_i = s(1 − a_i), as halves of symmetric terms (M = m + mᵀ):
+                // −½·s·X1ᵀdiag(c)X1, −X2ᵀdiag(w)X1 (its transpose is the (2,1) block) and
+                // ½·X2ᵀdiag(w)X2.
+                let mut scaled = x1.clone();
+                for (i, &c) in col_sum.iter().enumerate() {
+                    let mut row = scaled.row_mut(i);
+                    row *= s * c * T::of(0.5);
+                }
+                gemm(-T::one(), &scaled, Op::T, x1, Op::N, T::one(), &mut m);
+                let mut w_x2 = x2.clone();
+                for (i, &a) in positive.iter().enumerate() {
+                    let mut row = w_x2.row_mut(i);
+                    row *= s * (T::one() - a);
+                }
+                // + ½ X2ᵀdiag(w)X2 − X2ᵀdiag(w)X1 (before symmetrisation: the full terms after it)
+                let half_x2_minus_x1 = x2 * T::of(0.5) - x1;
+                gemm(T::one(), &w_x2, Op::T, &half_x2_minus_x1, Op::N, T::one(), &mut m);
+            }
+        }
+        &m + m.transpose()
+    }
+
     /// The softmax weights: row i is anchor i; entry (i, i) is the positive's weight.
     /// # Shapes
     /// → [N, N]
@@ -150,17 +193,7 @@ impl<T: Real> EmbeddingGrad<T> {
 /// Softmax of every column in place; returns Σ_columns logsumexp (in f64).
 fn softmax_columns<T: Real>(m: &mut DMatrix<T>) -> f64 {
     let n = m.nrows();
-    let mut lse_sum = 0.0;
-    for col in m.as_mut_slice().chunks_exact_mut(n) {
-        let max = lane_max(col);
-        col.iter_mut().for_each(|v| *v -= max);
-        T::exp_in_place(col);
-        let sum = lane_sum(col);
-        let inv = T::one() / sum;
-        col.iter_mut().for_each(|v| *v *= inv);
-        lse_sum += max.f64() + sum.f64().ln();
-    }
-    lse_sum
+    m.as_mut_slice().chunks_exact_mut(n).map(T::softmax_in_place).sum()
 }
 
 impl ToyLoss {

@@ -17,8 +17,8 @@ use super::{
         x_matrix,
     },
     config::{NoiseSupport, Precision, ToyConfig},
-    real::{to_f64, Real},
-    toy_net::ToyNet,
+    real::{gemm, to_f64, Op, Real},
+    toy_net::{Activation, ToyNet},
 };
 use crate::{analysis::covariance_eigenvalues, Error, Result};
 
@@ -41,6 +41,28 @@ fn stream(seed: u64, s: Stream) -> ChaCha8Rng {
 /// A fast generator for the hot streams (batch order, noise), seeded from a ChaCha8 stream.
 fn fast_stream(seed: u64, s: Stream) -> Xoshiro256PlusPlus {
     Xoshiro256PlusPlus::from_seed(stream(seed, s).gen())
+}
+
+/// Draws batches without replacement: a partial Fisher–Yates shuffle of a persistent index
+/// array, O(batch) per draw. Any starting order gives a uniformly random batch.
+struct BatchSampler {
+    order: Vec<u32>,
+}
+
+impl BatchSampler {
+    fn new(samples: usize) -> Self {
+        BatchSampler { order: (0..samples as u32).collect() }
+    }
+
+    /// `b` distinct indices, uniformly at random.
+    fn draw<R: Rng>(&mut self, rng: &mut R, b: usize) -> &[u32] {
+        let n = self.order.len();
+        for i in 0..b {
+            let j = rng.gen_range(i..n);
+            self.order.swap(i, j);
+        }
+        &self.order[..b]
+    }
 }
 
 /// One measurement of a run.
@@ -110,6 +132,7 @@ pub struct Trainer<T: Real> {
     /// The network.
     pub net: ToyNet<T>,
     batches: Xoshiro256PlusPlus,
+    sampler: BatchSampler,
     noise: Xoshiro256PlusPlus,
     measure: ChaCha8Rng,
 }
@@ -134,67 +157,95 @@ impl<T: Real> Trainer<T> {
             data,
             net,
             batches: fast_stream(config.seed, Stream::Batches),
+            sampler: BatchSampler::new(config.samples),
             noise: fast_stream(config.seed, Stream::Noise),
             measure: stream(config.seed, Stream::Measure),
         }
     }
 
-    /// Draws a batch and its two views, stacked: rows 0..B are view 1, rows B..2B view 2.
+    /// The two views x + ε, x + ε' of the samples `idx`.
     /// # Shapes
-    /// → [2B, d]
-    fn draw_views<R: Rng, S: Rng>(
-        data: &[T],
-        config: &ToyConfig,
-        batches: &mut R,
-        noise: &mut S,
-    ) -> DMatrix<T> {
-        let (b, d) = (config.batch, config.dim);
-        let idx = index::sample(batches, config.samples, b);
+    /// → ([B, d], [B, d])
+    fn draw_views<S: Rng>(data: &[T], config: &ToyConfig, idx: &[u32], noise: &mut S) -> (DMatrix<T>, DMatrix<T>) {
+        let (b, d) = (idx.len(), config.dim);
         let first_noisy = match config.noise_support {
             NoiseSupport::All => 0,
             NoiseSupport::Last(k) => d - k,
         };
         let std = T::of(config.noise_std);
-        // Row-major [2B, d], then one conversion to nalgebra's column-major layout.
-        let mut rows = Vec::with_capacity(2 * b * d);
-        for _view in 0..2 {
-            for i in idx.iter() {
-                let x = &data[i * d..(i + 1) * d];
-                rows.extend_from_slice(&x[..first_noisy]);
-                rows.extend(
-                    x[first_noisy..]
-                        .iter()
-                        .map(|&v| v + std * T::standard_normal(noise)),
-                );
+        let noisy = d - first_noisy;
+        let mut noise_buf = vec![T::zero(); 2 * b * noisy];
+        T::fill_standard_normal(noise, &mut noise_buf);
+        let mut noise_iter = noise_buf.chunks_exact(b);
+        let mut view = || {
+            // nalgebra's column-major layout: column j holds coordinate j of every sample.
+            let mut buf = Vec::with_capacity(b * d);
+            for j in 0..d {
+                if j < first_noisy {
+                    buf.extend(idx.iter().map(|&s| data[s as usize * d + j]));
+                } else {
+                    let eps = noise_iter.next().expect("one noise column per noisy coordinate");
+                    buf.extend(idx.iter().zip(eps).map(|(&s, &e)| data[s as usize * d + j] + std * e));
+                }
             }
-        }
-        DMatrix::from_row_slice(2 * b, d, &rows)
+            DMatrix::from_vec(b, d, buf)
+        };
+        let x1 = view();
+        let x2 = view();
+        (x1, x2)
     }
 
     /// One SGD step on a fresh batch; returns its loss.
     pub fn step(&mut self) -> Result<f64> {
         let b = self.config.batch;
-        let views = Self::draw_views(&self.data, &self.config, &mut self.batches, &mut self.noise);
-        let fwd = self.net.forward(&views);
-        let z = fwd.output();
-        let (z1, z2) = (z.rows(0, b).into_owned(), z.rows(b, b).into_owned());
-        let grad = self.config.loss.evaluate(&z1, &z2, self.config.temperature);
-        if !grad.loss.is_finite() {
-            return Err(Error::Numerical {
-                context: "toy model step".into(),
-                reason: format!("loss is {}", grad.loss),
-            });
-        }
-        let (g1, g2) = grad.apply(&z1, &z2);
-        let mut dz = DMatrix::zeros(2 * b, self.config.dim);
-        dz.rows_mut(0, b).copy_from(&g1);
-        dz.rows_mut(b, b).copy_from(&g2);
-        let grads = self.net.backward(&fwd, dz);
+        let idx = self.sampler.draw(&mut self.batches, b);
+        let (x1, x2) = Self::draw_views(&self.data, &self.config, idx, &mut self.noise);
+        let loss;
+        // A linear network is its product P = W_L···W_1: the step is Lemma 1 with Eqn 5,
+        // G = ∂L/∂P = P·M (= −P·X), then ∂L/∂W_l from G; with ReLU, back-propagation.
+        let grads = if self.net.activation == Activation::Linear {
+            let p = self.net.product_t();
+            let embed = |x: &DMatrix<T>| {
+                let mut z = DMatrix::zeros(x.nrows(), p.nrows());
+                gemm(T::one(), x, Op::N, &p, Op::T, T::zero(), &mut z);
+                z
+            };
+            let grad = self.checked_loss(&embed(&x1), &embed(&x2))?;
+            let m = grad.weight_coefficients(&x1, &x2);
+            let mut g = DMatrix::zeros(p.nrows(), p.ncols());
+            gemm(T::one(), &p, Op::N, &m, Op::N, T::zero(), &mut g);
+            loss = grad.loss;
+            self.net.grads_from_product(&g)
+        } else {
+            let mut views = DMatrix::zeros(2 * b, self.config.dim);
+            views.rows_mut(0, b).copy_from(&x1);
+            views.rows_mut(b, b).copy_from(&x2);
+            let fwd = self.net.forward(&views);
+            let z = fwd.output();
+            let (z1, z2) = (z.rows(0, b).into_owned(), z.rows(b, b).into_owned());
+            let grad = self.checked_loss(&z1, &z2)?;
+            let (g1, g2) = grad.apply(&z1, &z2);
+            let mut dz = DMatrix::zeros(2 * b, self.config.dim);
+            dz.rows_mut(0, b).copy_from(&g1);
+            dz.rows_mut(b, b).copy_from(&g2);
+            loss = grad.loss;
+            self.net.backward(&fwd, dz)
+        };
         let lr = T::of(self.config.lr);
         for (w, g) in self.net.layers.iter_mut().zip(grads) {
             w.zip_apply(&g, |w, g| *w -= lr * g);
         }
-        Ok(grad.loss)
+        Ok(loss)
+    }
+
+    /// The loss and its gradient coefficients; a non-finite loss is an error.
+    fn checked_loss(&self, z1: &DMatrix<T>, z2: &DMatrix<T>) -> Result<super::toy_loss::EmbeddingGrad<T>> {
+        let grad = self.config.loss.evaluate(z1, z2, self.config.temperature);
+        if grad.loss.is_finite() {
+            Ok(grad)
+        } else {
+            Err(Error::Numerical { context: "toy model step".into(), reason: format!("loss is {}", grad.loss) })
+        }
     }
 
     /// X of Eqn 6 at the current weights, averaged over `x_batches` batches drawn from the
@@ -208,14 +259,9 @@ impl<T: Real> Trainer<T> {
         let mut sum = DMatrix::zeros(cfg.dim, cfg.dim);
         let mut noise = Xoshiro256PlusPlus::from_seed(self.measure.gen());
         for _ in 0..cfg.x_batches {
-            let views = Self::draw_views(&self.data, cfg, &mut self.measure, &mut noise);
-            let (x1, x2) = (views.rows(0, b).into_owned(), views.rows(b, b).into_owned());
-            let z = self.net.apply(&views);
-            let grad = cfg.loss.evaluate(
-                &z.rows(0, b).into_owned(),
-                &z.rows(b, b).into_owned(),
-                cfg.temperature,
-            );
+            let idx: Vec<u32> = index::sample(&mut self.measure, cfg.samples, b).iter().map(|i| i as u32).collect();
+            let (x1, x2) = Self::draw_views(&self.data, cfg, &idx, &mut noise);
+            let grad = cfg.loss.evaluate(&self.net.apply(&x1), &self.net.apply(&x2), cfg.temperature);
             sum += to_f64(&x_matrix(&grad, &x1, &x2));
         }
         Some(sum / cfg.x_batches as f64)
@@ -225,15 +271,17 @@ impl<T: Real> Trainer<T> {
     /// estimate when the config asks for one.
     pub fn measure(&mut self, step: usize, loss: Option<f64>) -> (ToyRecord, Option<DMatrix<f64>>) {
         let d = self.config.dim;
-        let fresh = DMatrix::from_fn(self.config.eval_samples, d, |_, _| {
-            T::standard_normal(&mut self.measure)
-        });
+        let mut fresh = vec![T::zero(); self.config.eval_samples * d];
+        T::fill_standard_normal(&mut self.measure, &mut fresh);
+        let fresh = DMatrix::from_vec(self.config.eval_samples, d, fresh);
         let z = to_f64(&self.net.apply(&fresh));
         let weights: Vec<DMatrix<f64>> = self.net.layers.iter().map(to_f64).collect();
-        let layer_singular_values = weights.iter().map(|w| sorted_svd(w).values).collect();
-        let alignment = weights
+        let svds: Vec<_> = weights.iter().map(sorted_svd).collect();
+        let layer_singular_values = svds.iter().map(|s| s.values.clone()).collect();
+        // A = V_{l+1}ᵀ U_l (Section 5.3) from the decompositions just made.
+        let alignment = svds
             .windows(2)
-            .map(|w| diagonal_dominance(&alignment_matrix(&w[0], &w[1])))
+            .map(|s| diagonal_dominance(&(s[1].v.transpose() * &s[0].u)))
             .collect();
         let misalignment = weights
             .windows(2)
