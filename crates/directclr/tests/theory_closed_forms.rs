@@ -1,5 +1,6 @@
 //! The closed forms of Sections 4–5 against libtorch's autograd and against each other, in f64.
 
+use directclr::loss::{InfoNce, Negatives};
 use directclr::theory::{
     closed_form::{
         eqn6_distance, fixed_x_solution, integrate_fixed_x, lemma1_weight_grad, lemma2, sorted_svd,
@@ -8,7 +9,6 @@ use directclr::theory::{
     toy_net::random_orthogonal,
     Activation, Init, ToyLoss, ToyNet,
 };
-use directclr::loss::{InfoNce, Negatives};
 use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -48,17 +48,26 @@ fn max_abs_diff(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
 fn torch_loss(loss: ToyLoss, z1: &Tensor, z2: &Tensor) -> Tensor {
     let n = z1.size()[0];
     match loss {
-        ToyLoss::Dot => InfoNce { temperature: TAU, normalize: false, symmetric: false, negatives: Negatives::CrossView }
-            .loss(z1, z2)
-            .unwrap(),
+        ToyLoss::Dot => InfoNce {
+            temperature: TAU,
+            normalize: false,
+            symmetric: false,
+            negatives: Negatives::CrossView,
+        }
+        .loss(z1, z2)
+        .unwrap(),
         ToyLoss::Distance => {
             let labels = Tensor::arange(n, (Kind::Int64, tch::Device::Cpu));
-            let d_same = (z1.unsqueeze(1) - z1.unsqueeze(0)).square().sum_dim_intlist(-1, false, Kind::Double);
+            let d_same = (z1.unsqueeze(1) - z1.unsqueeze(0))
+                .square()
+                .sum_dim_intlist(-1, false, Kind::Double);
             let d_pos = (z1 - z2).square().sum_dim_intlist(-1, false, Kind::Double);
             let eye = Tensor::eye(n, (Kind::Double, tch::Device::Cpu));
             let d: Tensor = &d_same * (1.0 - &eye) + d_pos.diag_embed(0, -2, -1);
             // (tch's cross_entropy_for_logits computes in f32; stay in f64.)
-            (-d / (2.0 * TAU)).log_softmax(-1, Kind::Double).nll_loss(&labels)
+            (-d / (2.0 * TAU))
+                .log_softmax(-1, Kind::Double)
+                .nll_loss(&labels)
         }
     }
 }
@@ -337,8 +346,16 @@ fn gradients_from_the_product_equal_backpropagation() {
         let reference = net.backward(&fwd, dz.clone());
         let fast = net.grads_from_product(&(dz.transpose() * &x));
         for l in 0..layers {
-            assert!(max_abs_diff(&reference[l], &fast[l]) < 1e-12, "L = {layers}, layer {l}");
+            assert!(
+                max_abs_diff(&reference[l], &fast[l]) < 1e-12,
+                "L = {layers}, layer {l}"
+            );
         }
-        assert!(max_abs_diff(&directclr::theory::real::to_f64(&net.product_t()), &net.product()) < 1e-15);
+        assert!(
+            max_abs_diff(
+                &directclr::theory::real::to_f64(&net.product_t()),
+                &net.product()
+            ) < 1e-15
+        );
     }
 }

@@ -31,8 +31,14 @@ fn ln(x: f32) -> f32 {
 #[inline(always)]
 fn sin_cos(phi: f32) -> (f32, f32) {
     let x2 = phi * phi;
-    let s = phi * (1.0 + x2 * (-1.0 / 6.0 + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0 - x2 / 39_916_800.0)))));
-    let c = 1.0 + x2 * (-0.5 + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40_320.0 - x2 / 3_628_800.0))));
+    let s = phi
+        * (1.0
+            + x2 * (-1.0 / 6.0
+                + x2 * (1.0 / 120.0
+                    + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0 - x2 / 39_916_800.0)))));
+    let c = 1.0
+        + x2 * (-0.5
+            + x2 * (1.0 / 24.0 + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40_320.0 - x2 / 3_628_800.0))));
     (s, c)
 }
 
@@ -122,10 +128,16 @@ mod tests {
     fn ln_and_sin_cos_are_accurate() {
         for k in 1..10_000 {
             let x = k as f32 * 1e-4;
-            assert!(((ln(x) as f64) - (x as f64).ln()).abs() < 2e-7 * (x as f64).ln().abs().max(1.0), "ln {x}");
+            assert!(
+                ((ln(x) as f64) - (x as f64).ln()).abs() < 2e-7 * (x as f64).ln().abs().max(1.0),
+                "ln {x}"
+            );
             let phi = (k as f32 / 10_000.0 - 0.5) * std::f32::consts::FRAC_PI_2;
             let (s, c) = sin_cos(phi);
-            assert!((s as f64 - (phi as f64).sin()).abs() < 2e-7 && (c as f64 - (phi as f64).cos()).abs() < 2e-7);
+            assert!(
+                (s as f64 - (phi as f64).sin()).abs() < 2e-7
+                    && (c as f64 - (phi as f64).cos()).abs() < 2e-7
+            );
         }
     }
 
@@ -161,7 +173,10 @@ mod tests {
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / m;
         let kurt = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m / (var * var);
         // Standard errors: mean 1e-3, variance 1.4e-3, kurtosis 5e-3.
-        assert!(mean.abs() < 5e-3 && (var - 1.0).abs() < 7e-3 && (kurt - 3.0).abs() < 3e-2, "{mean} {var} {kurt}");
+        assert!(
+            mean.abs() < 5e-3 && (var - 1.0).abs() < 7e-3 && (kurt - 3.0).abs() < 3e-2,
+            "{mean} {var} {kurt}"
+        );
         // The two members of a pair (cosine at k, sine at BLOCK + k) are uncorrelated.
         let corr = xs
             .chunks_exact(2 * BLOCK)
@@ -175,7 +190,11 @@ mod tests {
         let d = sorted
             .iter()
             .enumerate()
-            .map(|(k, &x)| (phi(x) - k as f64 / m).abs().max((phi(x) - (k + 1) as f64 / m).abs()))
+            .map(|(k, &x)| {
+                (phi(x) - k as f64 / m)
+                    .abs()
+                    .max((phi(x) - (k + 1) as f64 / m).abs())
+            })
             .fold(0.0, f64::max);
         assert!(d < 1.95 / m.sqrt(), "KS distance {d}");
         // Tail mass beyond 3: 2(1 − Φ(3)) = 2.70e-3.
@@ -188,7 +207,12 @@ mod tests {
     fn phi(x: f64) -> f64 {
         let z = x.abs() / std::f64::consts::SQRT_2;
         let t = 1.0 / (1.0 + 0.327_591_1 * z);
-        let erf = 1.0 - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t + 0.254_829_592) * t * (-z * z).exp();
+        let erf = 1.0
+            - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736)
+                * t
+                + 0.254_829_592)
+                * t
+                * (-z * z).exp();
         0.5 * (1.0 + x.signum() * erf)
     }
 }

@@ -21,8 +21,9 @@ pub trait Real: RealField + Copy + Default + Send + Sync + 'static {
     }
     /// `x ← exp(x)` for every element.
     fn exp_in_place(xs: &mut [Self]);
-    /// Softmax of `xs` in place; returns its log-sum-exp (in f64).
-    fn softmax_in_place(xs: &mut [Self]) -> f64 {
+    /// Softmax of `xs` in place; returns (max, Σ exp(x − max)), whose log-sum-exp is
+    /// max + ln(sum) (left to the caller, which can batch the logarithms).
+    fn softmax_in_place(xs: &mut [Self]) -> (f64, f64) {
         softmax_generic(xs)
     }
     /// The name used in reports, `f32` or `f64`.
@@ -102,7 +103,7 @@ impl Real for f32 {
     fn exp_in_place(xs: &mut [Self]) {
         xs.iter_mut().for_each(|x| *x = fast_exp_f32(*x));
     }
-    fn softmax_in_place(xs: &mut [Self]) -> f64 {
+    fn softmax_in_place(xs: &mut [Self]) -> (f64, f64) {
         #[cfg(target_arch = "x86_64")]
         {
             match *simd_level() {
@@ -265,14 +266,14 @@ pub fn lane_sum<T: Real>(xs: &[T]) -> T {
 /// Softmax in place, returning log-sum-exp: max-shifted exponentials, normalised. The sums
 /// run in 8 fixed lanes, so every instruction set gives the same bits.
 #[inline(always)]
-fn softmax_generic<T: Real>(xs: &mut [T]) -> f64 {
+fn softmax_generic<T: Real>(xs: &mut [T]) -> (f64, f64) {
     let max = lane_max(xs);
     xs.iter_mut().for_each(|v| *v -= max);
     T::exp_in_place(xs);
     let sum = lane_sum(xs);
     let inv = T::one() / sum;
     xs.iter_mut().for_each(|v| *v *= inv);
-    max.f64() + sum.f64().ln()
+    (max.f64(), sum.f64())
 }
 
 /// [`softmax_generic`] for `f32` compiled for AVX2 with fused multiply-adds in the exponential
@@ -281,14 +282,14 @@ fn softmax_generic<T: Real>(xs: &mut [T]) -> f64 {
 /// matrixmultiply, whose kernels also depend on the CPU).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_f32_avx2_fma(xs: &mut [f32]) -> f64 {
+unsafe fn softmax_f32_avx2_fma(xs: &mut [f32]) -> (f64, f64) {
     softmax_f32_fma(xs)
 }
 
 /// The same with 16-lane AVX-512 vectors (bit-identical to the AVX2 + FMA path).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn softmax_f32_avx512(xs: &mut [f32]) -> f64 {
+unsafe fn softmax_f32_avx512(xs: &mut [f32]) -> (f64, f64) {
     softmax_f32_fma(xs)
 }
 
@@ -322,13 +323,13 @@ pub fn simd_level() -> &'static SimdLevel {
 }
 
 #[inline(always)]
-fn softmax_f32_fma(xs: &mut [f32]) -> f64 {
+fn softmax_f32_fma(xs: &mut [f32]) -> (f64, f64) {
     let max = lane_max(xs);
     xs.iter_mut().for_each(|v| *v = fast_exp_f32_fma(*v - max));
     let sum = lane_sum(xs);
     let inv = 1.0 / sum;
     xs.iter_mut().for_each(|v| *v *= inv);
-    max as f64 + (sum as f64).ln()
+    (max as f64, sum as f64)
 }
 
 /// [`fast_exp_f32`] with fused multiply-adds; only for code compiled with FMA enabled (elsewhere
@@ -367,15 +368,21 @@ mod tests {
 
     #[test]
     fn softmax_paths_agree_and_sum_to_one() {
-        let mut xs: Vec<f32> = (0..203).map(|k| ((k * 37 % 101) as f32 - 50.0) * 0.37).collect();
+        let mut xs: Vec<f32> = (0..203)
+            .map(|k| ((k * 37 % 101) as f32 - 50.0) * 0.37)
+            .collect();
         let mut portable = xs.clone();
-        let lse = <f32 as Real>::softmax_in_place(&mut xs);
-        let lse_portable = softmax_generic(&mut portable);
+        let (m, s) = <f32 as Real>::softmax_in_place(&mut xs);
+        let (mp, sp) = softmax_generic(&mut portable);
+        let (lse, lse_portable) = (m + s.ln(), mp + sp.ln());
         let sum: f64 = xs.iter().map(|&v| v as f64).sum();
         assert!((sum - 1.0).abs() < 1e-5, "{sum}");
         assert!((lse - lse_portable).abs() < 1e-5);
         for (a, b) in xs.iter().zip(&portable) {
-            assert!((a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1e-30), "{a} vs {b}");
+            assert!(
+                (a - b).abs() <= 4.0 * f32::EPSILON * b.abs().max(1e-30),
+                "{a} vs {b}"
+            );
         }
     }
 

@@ -106,11 +106,15 @@ impl<T: Real> EmbeddingGrad<T> {
         match &self.coefficients {
             Coefficients::Dot { pt } => {
                 // K = X2ᵀ·Dᵀ·X1 with Dᵀ = Pᵀ − I; M = s(K + Kᵀ).
-                let mut dt_x1 = -x1;
-                gemm(T::one(), pt, Op::N, x1, Op::N, T::one(), &mut dt_x1);
+                let mut dt_x1 = x1.clone();
+                gemm(T::one(), pt, Op::N, x1, Op::N, -T::one(), &mut dt_x1);
                 gemm(s, x2, Op::T, &dt_x1, Op::N, T::zero(), &mut m);
             }
-            Coefficients::Distance { at, positive, col_sum } => {
+            Coefficients::Distance {
+                at,
+                positive,
+                col_sum,
+            } => {
                 // (1,1): s·X1ᵀ(A + Aᵀ − diag c)X1 = s(K + Kᵀ) − s·X1ᵀdiag(c)X1 with K = X1ᵀ·Aᵀ·X1.
                 let mut at_x1 = DMatrix::zeros(n, d);
                 gemm(T::one(), at, Op::N, x1, Op::N, T::zero(), &mut at_x1);
@@ -131,10 +135,26 @@ impl<T: Real> EmbeddingGrad<T> {
                 }
                 // + ½ X2ᵀdiag(w)X2 − X2ᵀdiag(w)X1 (before symmetrisation: the full terms after it)
                 let half_x2_minus_x1 = x2 * T::of(0.5) - x1;
-                gemm(T::one(), &w_x2, Op::T, &half_x2_minus_x1, Op::N, T::one(), &mut m);
+                gemm(
+                    T::one(),
+                    &w_x2,
+                    Op::T,
+                    &half_x2_minus_x1,
+                    Op::N,
+                    T::one(),
+                    &mut m,
+                );
             }
         }
         &m + m.transpose()
+    }
+
+    /// Gives back the [N, N] buffer for [`ToyLoss::evaluate_reusing`].
+    pub fn into_scratch(self) -> DMatrix<T> {
+        match self.coefficients {
+            Coefficients::Dot { pt } => pt,
+            Coefficients::Distance { at, .. } => at,
+        }
     }
 
     /// The softmax weights: row i is anchor i; entry (i, i) is the positive's weight.
@@ -193,7 +213,19 @@ impl<T: Real> EmbeddingGrad<T> {
 /// Softmax of every column in place; returns Σ_columns logsumexp (in f64).
 fn softmax_columns<T: Real>(m: &mut DMatrix<T>) -> f64 {
     let n = m.nrows();
-    m.as_mut_slice().chunks_exact_mut(n).map(T::softmax_in_place).sum()
+    // Σ ln(sum) as ln of products of 32 sums at a time: each sum lies in [1, N], so a product
+    // stays finite for N < 2^32, and 32 times fewer logarithms are taken.
+    let mut total = 0.0;
+    for group in m.as_mut_slice().chunks_mut(32 * n) {
+        let mut product = 1.0;
+        for col in group.chunks_exact_mut(n) {
+            let (max, sum) = T::softmax_in_place(col);
+            total += max;
+            product *= sum;
+        }
+        total += product.ln();
+    }
+    total
 }
 
 impl ToyLoss {
@@ -201,13 +233,30 @@ impl ToyLoss {
     /// # Shapes
     /// z1, z2: [N, d] (row i of z2 is the positive of row i of z1)
     pub fn evaluate<T: Real>(self, z1: &DMatrix<T>, z2: &DMatrix<T>, tau: f64) -> EmbeddingGrad<T> {
+        self.evaluate_reusing(z1, z2, tau, None)
+    }
+
+    /// [`ToyLoss::evaluate`] writing its [N, N] softmax into `scratch` (from
+    /// [`EmbeddingGrad::into_scratch`] of an earlier call) instead of a fresh allocation.
+    pub fn evaluate_reusing<T: Real>(
+        self,
+        z1: &DMatrix<T>,
+        z2: &DMatrix<T>,
+        tau: f64,
+        scratch: Option<DMatrix<T>>,
+    ) -> EmbeddingGrad<T> {
         let n = z1.nrows();
+        // Every entry is overwritten below (gemm with β = 0 does not read its output).
+        let buffer = || match scratch {
+            Some(m) if m.shape() == (n, n) => m,
+            _ => DMatrix::zeros(n, n),
+        };
         let inv_tau = T::of(1.0 / tau);
         let scale = T::of(1.0 / (n as f64 * tau));
         match self {
             ToyLoss::Dot => {
                 // Logits transposed: pt[j, i] = z2_j · z1_i / τ, column i = anchor i.   [N, N]
-                let mut pt = DMatrix::zeros(n, n);
+                let mut pt = buffer();
                 gemm(inv_tau, z2, Op::N, z1, Op::T, T::zero(), &mut pt);
                 let positives: f64 = (0..n).map(|i| pt[(i, i)].f64()).sum();
                 let lse = softmax_columns(&mut pt);
@@ -222,7 +271,7 @@ impl ToyLoss {
                 // positive −|z_i − z'_i|²/(2τ) on the diagonal.   [N, N]
                 let half = T::of(0.5) * inv_tau;
                 let sq: Vec<T> = z1.row_iter().map(|r| r.norm_squared()).collect();
-                let mut at = DMatrix::zeros(n, n);
+                let mut at = buffer();
                 gemm(T::one(), z1, Op::N, z1, Op::T, T::zero(), &mut at);
                 let mut positives = 0.0;
                 for (i, col) in at.as_mut_slice().chunks_exact_mut(n).enumerate() {

@@ -202,17 +202,36 @@ impl<T: Real> ToyNet<T> {
         let nl = self.layers.len();
         // below[l] = W_{l−1}···W_1 (identity for l = 0); above = W_L···W_{l+1}, built downwards.
         let mut below = Vec::with_capacity(nl);
-        below.push(DMatrix::identity(self.layers[0].ncols(), self.layers[0].ncols()));
+        below.push(DMatrix::identity(
+            self.layers[0].ncols(),
+            self.layers[0].ncols(),
+        ));
         for l in 1..nl {
             let mut next = DMatrix::zeros(self.layers[l - 1].nrows(), below[l - 1].ncols());
-            gemm(T::one(), &self.layers[l - 1], Op::N, &below[l - 1], Op::N, T::zero(), &mut next);
+            gemm(
+                T::one(),
+                &self.layers[l - 1],
+                Op::N,
+                &below[l - 1],
+                Op::N,
+                T::zero(),
+                &mut next,
+            );
             below.push(next);
         }
         let mut grads = vec![DMatrix::zeros(0, 0); nl];
         let mut upper_grad = dp.clone(); // (W_L···W_{l+1})ᵀ · dP
         for l in (0..nl).rev() {
             let mut g = DMatrix::zeros(upper_grad.nrows(), below[l].nrows());
-            gemm(T::one(), &upper_grad, Op::N, &below[l], Op::T, T::zero(), &mut g);
+            gemm(
+                T::one(),
+                &upper_grad,
+                Op::N,
+                &below[l],
+                Op::T,
+                T::zero(),
+                &mut g,
+            );
             grads[l] = g;
             if l > 0 {
                 let w = &self.layers[l];

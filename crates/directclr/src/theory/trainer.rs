@@ -51,7 +51,9 @@ struct BatchSampler {
 
 impl BatchSampler {
     fn new(samples: usize) -> Self {
-        BatchSampler { order: (0..samples as u32).collect() }
+        BatchSampler {
+            order: (0..samples as u32).collect(),
+        }
     }
 
     /// `b` distinct indices, uniformly at random.
@@ -134,6 +136,8 @@ pub struct Trainer<T: Real> {
     batches: Xoshiro256PlusPlus,
     sampler: BatchSampler,
     noise: Xoshiro256PlusPlus,
+    /// The loss's [N, N] buffer, reused from step to step.
+    scratch: Option<DMatrix<T>>,
     measure: ChaCha8Rng,
 }
 
@@ -158,6 +162,7 @@ impl<T: Real> Trainer<T> {
             net,
             batches: fast_stream(config.seed, Stream::Batches),
             sampler: BatchSampler::new(config.samples),
+            scratch: None,
             noise: fast_stream(config.seed, Stream::Noise),
             measure: stream(config.seed, Stream::Measure),
         }
@@ -166,7 +171,12 @@ impl<T: Real> Trainer<T> {
     /// The two views x + ε, x + ε' of the samples `idx`.
     /// # Shapes
     /// → ([B, d], [B, d])
-    fn draw_views<S: Rng>(data: &[T], config: &ToyConfig, idx: &[u32], noise: &mut S) -> (DMatrix<T>, DMatrix<T>) {
+    fn draw_views<S: Rng>(
+        data: &[T],
+        config: &ToyConfig,
+        idx: &[u32],
+        noise: &mut S,
+    ) -> (DMatrix<T>, DMatrix<T>) {
         let (b, d) = (idx.len(), config.dim);
         let first_noisy = match config.noise_support {
             NoiseSupport::All => 0,
@@ -176,19 +186,24 @@ impl<T: Real> Trainer<T> {
         let noisy = d - first_noisy;
         let mut noise_buf = vec![T::zero(); 2 * b * noisy];
         T::fill_standard_normal(noise, &mut noise_buf);
-        let mut noise_iter = noise_buf.chunks_exact(b);
+        let mut noise_iter = noise_buf.chunks_exact((b * noisy).max(1));
         let mut view = || {
-            // nalgebra's column-major layout: column j holds coordinate j of every sample.
-            let mut buf = Vec::with_capacity(b * d);
-            for j in 0..d {
-                if j < first_noisy {
-                    buf.extend(idx.iter().map(|&s| data[s as usize * d + j]));
-                } else {
-                    let eps = noise_iter.next().expect("one noise column per noisy coordinate");
-                    buf.extend(idx.iter().zip(eps).map(|(&s, &e)| data[s as usize * d + j] + std * e));
+            // Whole rows first (each sample is one contiguous row of `data`), noise added in
+            // place, then one transposition into nalgebra's column-major layout.
+            let mut rows = Vec::with_capacity(b * d);
+            for &s in idx {
+                rows.extend_from_slice(&data[s as usize * d..(s as usize + 1) * d]);
+            }
+            if noisy > 0 {
+                let eps = noise_iter.next().expect("one noise block per view");
+                for (row, e) in rows.chunks_exact_mut(d).zip(eps.chunks_exact(noisy)) {
+                    row[first_noisy..]
+                        .iter_mut()
+                        .zip(e)
+                        .for_each(|(v, &e)| *v += std * e);
                 }
             }
-            DMatrix::from_vec(b, d, buf)
+            DMatrix::from_row_slice(b, d, &rows)
         };
         let x1 = view();
         let x2 = view();
@@ -215,6 +230,7 @@ impl<T: Real> Trainer<T> {
             let mut g = DMatrix::zeros(p.nrows(), p.ncols());
             gemm(T::one(), &p, Op::N, &m, Op::N, T::zero(), &mut g);
             loss = grad.loss;
+            self.scratch = Some(grad.into_scratch());
             self.net.grads_from_product(&g)
         } else {
             let mut views = DMatrix::zeros(2 * b, self.config.dim);
@@ -239,12 +255,22 @@ impl<T: Real> Trainer<T> {
     }
 
     /// The loss and its gradient coefficients; a non-finite loss is an error.
-    fn checked_loss(&self, z1: &DMatrix<T>, z2: &DMatrix<T>) -> Result<super::toy_loss::EmbeddingGrad<T>> {
-        let grad = self.config.loss.evaluate(z1, z2, self.config.temperature);
+    fn checked_loss(
+        &mut self,
+        z1: &DMatrix<T>,
+        z2: &DMatrix<T>,
+    ) -> Result<super::toy_loss::EmbeddingGrad<T>> {
+        let grad =
+            self.config
+                .loss
+                .evaluate_reusing(z1, z2, self.config.temperature, self.scratch.take());
         if grad.loss.is_finite() {
             Ok(grad)
         } else {
-            Err(Error::Numerical { context: "toy model step".into(), reason: format!("loss is {}", grad.loss) })
+            Err(Error::Numerical {
+                context: "toy model step".into(),
+                reason: format!("loss is {}", grad.loss),
+            })
         }
     }
 
@@ -259,9 +285,14 @@ impl<T: Real> Trainer<T> {
         let mut sum = DMatrix::zeros(cfg.dim, cfg.dim);
         let mut noise = Xoshiro256PlusPlus::from_seed(self.measure.gen());
         for _ in 0..cfg.x_batches {
-            let idx: Vec<u32> = index::sample(&mut self.measure, cfg.samples, b).iter().map(|i| i as u32).collect();
+            let idx: Vec<u32> = index::sample(&mut self.measure, cfg.samples, b)
+                .iter()
+                .map(|i| i as u32)
+                .collect();
             let (x1, x2) = Self::draw_views(&self.data, cfg, &idx, &mut noise);
-            let grad = cfg.loss.evaluate(&self.net.apply(&x1), &self.net.apply(&x2), cfg.temperature);
+            let grad =
+                cfg.loss
+                    .evaluate(&self.net.apply(&x1), &self.net.apply(&x2), cfg.temperature);
             sum += to_f64(&x_matrix(&grad, &x1, &x2));
         }
         Some(sum / cfg.x_batches as f64)
