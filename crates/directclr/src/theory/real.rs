@@ -324,9 +324,23 @@ pub fn simd_level() -> &'static SimdLevel {
 
 #[inline(always)]
 fn softmax_f32_fma(xs: &mut [f32]) -> (f64, f64) {
+    const LANES: usize = 16;
     let max = lane_max(xs);
-    xs.iter_mut().for_each(|v| *v = fast_exp_f32_fma(*v - max));
-    let sum = lane_sum(xs);
+    // Exponentials and their sum in one pass, in 16 fixed lanes.
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = xs.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for k in 0..LANES {
+            let e = fast_exp_f32_fma(c[k] - max);
+            c[k] = e;
+            acc[k] += e;
+        }
+    }
+    let mut sum = acc.iter().sum::<f32>();
+    for v in chunks.into_remainder() {
+        *v = fast_exp_f32_fma(*v - max);
+        sum += *v;
+    }
     let inv = 1.0 / sum;
     xs.iter_mut().for_each(|v| *v *= inv);
     (max as f64, sum as f64)
