@@ -74,7 +74,7 @@ pub struct AxisCoeffs {
 }
 
 /// Outputs per block of [`AxisCoeffs::blocks`].
-pub const BW: usize = 16;
+pub const BW: usize = 8;
 
 /// Resampling weights by blocks of [`BW`] outputs (see [`AxisCoeffs::blocks`]).
 #[derive(Debug, Clone, Default)]
@@ -266,17 +266,36 @@ fn horizontal<const CH: usize>(
         let w = &blocks.w[off..off + span * BW];
         let t = &row[base * CH..(base + span) * CH];
         let nb = BW.min(ow - xb);
-        for (c, d) in dst.iter_mut().enumerate() {
-            let mut acc = [0.0f32; BW];
-            for (i, wi) in w.chunks_exact(BW).enumerate() {
+        if CH == 3 {
+            // Three channels at once: three independent multiply-add chains.
+            let (mut a0, mut a1, mut a2) = ([0.0f32; BW], [0.0f32; BW], [0.0f32; BW]);
+            for (wi, ti) in w.chunks_exact(BW).zip(t.chunks_exact(3)) {
                 let wi: &[f32; BW] = wi.try_into().expect("chunk of BW weights");
-                let v = t[i * CH + c];
+                let (v0, v1, v2) = (ti[0], ti[1], ti[2]);
                 for j in 0..BW {
-                    acc[j] = wi[j].mul_add(v, acc[j]);
+                    a0[j] = wi[j].mul_add(v0, a0[j]);
+                    a1[j] = wi[j].mul_add(v1, a1[j]);
+                    a2[j] = wi[j].mul_add(v2, a2[j]);
                 }
             }
-            for (d, a) in d[xb..xb + nb].iter_mut().zip(&acc) {
-                *d = a.clamp(0.0, 1.0);
+            for (c, acc) in [a0, a1, a2].iter().enumerate() {
+                for (d, a) in dst[c][xb..xb + nb].iter_mut().zip(acc) {
+                    *d = a.clamp(0.0, 1.0);
+                }
+            }
+        } else {
+            for (c, d) in dst.iter_mut().enumerate() {
+                let mut acc = [0.0f32; BW];
+                for (i, wi) in w.chunks_exact(BW).enumerate() {
+                    let wi: &[f32; BW] = wi.try_into().expect("chunk of BW weights");
+                    let v = t[i * CH + c];
+                    for j in 0..BW {
+                        acc[j] = wi[j].mul_add(v, acc[j]);
+                    }
+                }
+                for (d, a) in d[xb..xb + nb].iter_mut().zip(&acc) {
+                    *d = a.clamp(0.0, 1.0);
+                }
             }
         }
     }

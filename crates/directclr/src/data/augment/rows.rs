@@ -28,10 +28,31 @@ impl Px for f32 {
 /// `weights`, `offsets`: `[taps]`; every `src[offsets[k] .. offsets[k] + out.len()]` in bounds.
 #[inline(always)]
 pub(crate) fn weighted_rows<T: Px>(out: &mut [f32], weights: &[f32], src: &[T], offsets: &[usize]) {
-    const L: usize = 16;
     let n = out.len();
-    let mut x = 0;
-    while x + L <= n {
+    // Wide blocks first (8 independent vector chains hide the multiply-add latency), then
+    // narrower ones, then single values; every value is summed in the same tap order.
+    let x = block::<T, 64>(out, weights, src, offsets, 0);
+    let x = block::<T, 16>(out, weights, src, offsets, x);
+    for (i, o) in out.iter_mut().enumerate().skip(x) {
+        let mut a = 0.0f32;
+        for (&w, &off) in weights.iter().zip(offsets) {
+            a = w.mul_add(src[off + i].f(), a);
+        }
+        *o = a;
+    }
+    debug_assert!(x <= n);
+}
+
+/// Blocks of `L` outputs from `x` on; returns where it stopped.
+#[inline(always)]
+fn block<T: Px, const L: usize>(
+    out: &mut [f32],
+    weights: &[f32],
+    src: &[T],
+    offsets: &[usize],
+    mut x: usize,
+) -> usize {
+    while x + L <= out.len() {
         let mut acc = [0.0f32; L];
         for (&w, &o) in weights.iter().zip(offsets) {
             let row: &[T; L] = src[o + x..o + x + L].try_into().expect("slice of L values");
@@ -42,11 +63,5 @@ pub(crate) fn weighted_rows<T: Px>(out: &mut [f32], weights: &[f32], src: &[T], 
         out[x..x + L].copy_from_slice(&acc);
         x += L;
     }
-    for (i, o) in out.iter_mut().enumerate().skip(x) {
-        let mut a = 0.0f32;
-        for (&w, &off) in weights.iter().zip(offsets) {
-            a = w.mul_add(src[off + i].f(), a);
-        }
-        *o = a;
-    }
+    x
 }
