@@ -89,21 +89,35 @@ pub struct Blocks {
     pub w: Vec<f32>,
 }
 
+/// How one axis maps source pixels to output pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AxisMap {
+    /// Source pixels on the axis.
+    pub in_size: usize,
+    /// Start of the source interval (a crop's first pixel).
+    pub in0: f64,
+    /// End of the source interval.
+    pub in1: f64,
+    /// Outputs the whole interval maps onto (the resized size).
+    pub out_full: usize,
+    /// First output kept (a centre crop of the resized image; 0 for all).
+    pub offset: usize,
+    /// Outputs kept.
+    pub out_len: usize,
+}
+
 impl AxisCoeffs {
-    /// PIL's `precompute_coeffs`: resampling the source interval `[in0, in1)` of an axis of
-    /// `in_size` pixels onto `out_full` outputs, kept for outputs `offset .. offset + out_len`
-    /// (a centre crop of the resized image), scaled by `gain`, reversed when `flip`.
-    pub fn new(
-        in_size: usize,
-        in0: f64,
-        in1: f64,
-        out_full: usize,
-        offset: usize,
-        out_len: usize,
-        filter: Interpolation,
-        gain: f64,
-        flip: bool,
-    ) -> Self {
+    /// PIL's `precompute_coeffs` for `map`, with `filter`, weights scaled by `gain`, outputs
+    /// reversed when `flip`.
+    pub fn new(map: AxisMap, filter: Interpolation, gain: f64, flip: bool) -> Self {
+        let AxisMap {
+            in_size,
+            in0,
+            in1,
+            out_full,
+            offset,
+            out_len,
+        } = map;
         let scale = (in1 - in0) / out_full as f64;
         let filterscale = scale.max(1.0);
         let support = filter.support() * filterscale;
@@ -406,24 +420,22 @@ impl RandomResizedCrop {
         flip: bool,
     ) -> (AxisCoeffs, AxisCoeffs) {
         let g = 1.0 / 255.0;
+        let map = |in_size: usize, start: usize, len: usize| AxisMap {
+            in_size,
+            in0: start as f64,
+            in1: (start + len) as f64,
+            out_full: self.size,
+            offset: 0,
+            out_len: self.size,
+        };
         let xs = AxisCoeffs::new(
-            src_w,
-            crop.left as f64,
-            (crop.left + crop.width) as f64,
-            self.size,
-            0,
-            self.size,
+            map(src_w, crop.left, crop.width),
             self.interpolation,
             1.0,
             flip,
         );
         let ys = AxisCoeffs::new(
-            src_h,
-            crop.top as f64,
-            (crop.top + crop.height) as f64,
-            self.size,
-            0,
-            self.size,
+            map(src_h, crop.top, crop.height),
             self.interpolation,
             g,
             false,
