@@ -471,9 +471,7 @@ fn build_batch(
                 OutputKind::U8 => {
                     staging.resize(sizes[v], 0.0);
                     t.apply_view(v, view, &mut rng, scratch, &mut staging);
-                    for (q, &x) in u8_slices[v][range].iter_mut().zip(&staging) {
-                        *q = (x * 255.0 + 0.5) as u8;
-                    }
+                    quantize(&staging, &mut u8_slices[v][range]);
                 }
             }
         }
@@ -507,6 +505,15 @@ fn build_batch(
         labels,
         indices: kept,
     })
+}
+
+multiversion! {
+    /// `round(255·x)` of values in `[0, 1]`, into u8.
+    fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (q, &x) in dst.iter_mut().zip(src) {
+            *q = (x * 255.0 + 0.5) as u8;
+        }
+    }
 }
 
 fn pin(t: Tensor, pin: bool) -> Result<Tensor, DataError> {

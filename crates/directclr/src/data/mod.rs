@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+#[macro_use]
 pub mod augment;
 pub mod cifar;
 pub mod dataset;

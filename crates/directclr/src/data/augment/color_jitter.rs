@@ -182,8 +182,8 @@ pub fn adjust_saturation(img: &mut [f32], f: f32) {
 /// without branches so that it vectorises.
 #[inline(always)]
 pub fn hue_of(r: f32, g: f32, b: f32) -> f32 {
-    let maxc = r.max(g).max(b);
-    let minc = r.min(g).min(b);
+    let maxc = fmax(fmax(r, g), b);
+    let minc = fmin(fmin(r, g), b);
     let cr = maxc - minc;
     let inv = 1.0 / if cr == 0.0 { 1.0 } else { cr };
     let rc = (maxc - r) * inv;
@@ -203,6 +203,26 @@ pub fn hue_of(r: f32, g: f32, b: f32) -> f32 {
     h - h.floor()
 }
 
+/// `max` for values that are never NaN (one instruction, unlike `f32::max`).
+#[inline(always)]
+fn fmax(a: f32, b: f32) -> f32 {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+
+/// `min` for values that are never NaN.
+#[inline(always)]
+fn fmin(a: f32, b: f32) -> f32 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 multiversion! {
 /// Rotates the hue by `shift` turns keeping HSV value and saturation; the HSV → RGB step is
 /// the closed form `v − v·s·clamp(min(k, 4 − k), 0, 1)`, `k = (n + 6h) mod 6`, n = 5, 3, 1,
@@ -213,14 +233,14 @@ pub fn adjust_hue(img: &mut [f32], shift: f32) {
     let (g, b) = rest.split_at_mut(n);
     for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
         let (vr, vg, vb) = (*r, *g, *b);
-        let v = vr.max(vg).max(vb);
-        let c = v - vr.min(vg).min(vb);
+        let v = fmax(fmax(vr, vg), vb);
+        let c = v - fmin(fmin(vr, vg), vb);
         let h = hue_of(vr, vg, vb) + shift;
         let h6 = (h - h.floor()) * 6.0;
         let chan = |nn: f32| {
             let k = nn + h6;
             let k = if k >= 6.0 { k - 6.0 } else { k };
-            v - c * k.min(4.0 - k).clamp(0.0, 1.0)
+            v - c * fmax(fmin(fmin(k, 4.0 - k), 1.0), 0.0)
         };
         *r = chan(5.0);
         *g = chan(3.0);
