@@ -245,7 +245,16 @@ impl Loader {
                     .spawn(move || {
                         let mut scratch = Scratch::default();
                         for b in task_rx.iter() {
-                            let r = build_batch(&shared, epoch, &indices, b, &mut scratch);
+                            // A panic (a bug) becomes an error for this batch instead of a
+                            // hole that the consumer would wait for forever.
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                build_batch(&shared, epoch, &indices, b, &mut scratch)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(DataError::Worker {
+                                    reason: format!("panic while building batch {b}"),
+                                })
+                            });
                             if res_tx.send((b, r)).is_err() {
                                 break;
                             }
