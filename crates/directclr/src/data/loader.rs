@@ -517,10 +517,16 @@ fn build_batch(
 }
 
 multiversion! {
-    /// `round(255·x)` of values in `[0, 1]`, into u8.
+    /// `round(255·x)` of values in `[0, 1]` (anything else, NaN included, is clamped first),
+    /// into u8.
     fn quantize(src: &[f32], dst: &mut [u8]) {
         for (q, &x) in dst.iter_mut().zip(src) {
-            *q = (x * 255.0 + 0.5) as u8;
+            // Comparisons that send NaN to 0, then an unchecked conversion that vectorises
+            // (saturating `as` casts from f32 do not).
+            let x = if x > 0.0 { x } else { 0.0 };
+            let x = if x < 1.0 { x } else { 1.0 };
+            // SAFETY: x·255 + 0.5 is finite and in [0.5, 255.5], inside i32.
+            *q = unsafe { (x * 255.0 + 0.5).to_int_unchecked::<i32>() } as u8;
         }
     }
 }
