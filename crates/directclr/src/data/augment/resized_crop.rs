@@ -448,3 +448,44 @@ impl RandomResizedCrop {
 pub(crate) fn uniform<R: Rng + ?Sized>(rng: &mut R, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.gen::<f64>()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block matrices hold exactly each output's taps, at their source positions.
+    #[test]
+    fn blocks_hold_the_same_weights() {
+        for (in0, in1, out, flip) in [
+            (3.0, 250.0, 224, false),
+            (10.0, 60.0, 224, true),
+            (0.0, 32.0, 32, false),
+        ] {
+            let map = AxisMap {
+                in_size: 260,
+                in0,
+                in1,
+                out_full: out,
+                offset: 0,
+                out_len: out,
+            };
+            let c = AxisCoeffs::new(map, Interpolation::Bicubic, 1.0, flip);
+            let b = c.blocks();
+            for x in 0..out {
+                let (blk, j) = (x / BW, x % BW);
+                let (base, span, off) = (b.base[blk], b.span[blk], b.off[blk]);
+                for i in 0..span {
+                    let src = base + i;
+                    let expect = if src >= c.start[x] && src < c.start[x] + c.len[x] {
+                        c.weights[x * c.ksize + src - c.start[x]]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(b.w[off + i * BW + j], expect);
+                }
+                let sum: f32 = (0..c.len[x]).map(|k| c.weights[x * c.ksize + k]).sum();
+                assert!((sum - 1.0).abs() < 1e-5);
+            }
+        }
+    }
+}

@@ -65,3 +65,31 @@ fn block<T: Px, const L: usize>(
     }
     x
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every block width and the scalar tail give `Σ_k w_k · row_k` in tap order, bit for bit.
+    #[test]
+    fn weighted_rows_equals_the_plain_sum_for_every_length() {
+        let src: Vec<f32> = (0..4000).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
+        let weights = [0.25f32, -0.125, 0.5, 0.375];
+        let offsets = [0usize, 333, 1000, 2001];
+        for n in [1, 15, 16, 17, 63, 64, 65, 80, 200, 224, 900] {
+            let mut out = vec![0.0; n];
+            weighted_rows(&mut out, &weights, &src, &offsets);
+            for (i, &o) in out.iter().enumerate() {
+                let mut a = 0.0f32;
+                for (&w, &off) in weights.iter().zip(&offsets) {
+                    a = w.mul_add(src[off + i], a);
+                }
+                assert_eq!(o.to_bits(), a.to_bits(), "n = {n}, i = {i}");
+            }
+        }
+        let bytes: Vec<u8> = (0..300).map(|i| (i * 7 % 256) as u8).collect();
+        let mut out = vec![0.0; 100];
+        weighted_rows(&mut out, &[1.0, 2.0], &bytes, &[0, 150]);
+        assert_eq!(out[3], bytes[3] as f32 + 2.0 * bytes[153] as f32);
+    }
+}
