@@ -7,7 +7,9 @@ p 0.2, their PIL GaussianBlur (radius σ ∈ [0.1, 2.0]) p 1.0 / 0.1, their PIL 
 0.2, ToTensor, ImageNet Normalize.
 
 Usage: python torchvision_ref.py JPEG N
-Prints `torchvision <size>px workers=1 <images/s wall> <images per CPU-second>` lines.
+Prints `torchvision <size>px <transforms|collated> workers=1 <images/s wall> <images per
+CPU-second>` lines: the transforms alone, and followed by DataLoader's collation (torch.stack of
+64 images per view), which is what a loader hands to a training loop.
 """
 import random
 import sys
@@ -72,6 +74,20 @@ def rate(fn, items):
     return len(items) / (time.perf_counter() - t), len(items) / (time.process_time() - c)
 
 
+def batched(fn, batch=64):
+    """The transforms plus DataLoader's default collation (torch.stack into batches of 64)."""
+    pending = []
+
+    def run(item):
+        pending.append(fn(item))
+        if len(pending) == batch:
+            torch.stack([v[0] for v in pending])
+            torch.stack([v[1] for v in pending])
+            pending.clear()
+
+    return run
+
+
 def main():
     jpeg, n = sys.argv[1], int(sys.argv[2])
     torch.set_num_threads(1)
@@ -80,11 +96,11 @@ def main():
     rng = np.random.default_rng(0)
     small = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(n * 4)]
     t32 = two_views(32)
-    print("torchvision 32px workers=1 %.0f %.0f" % rate(t32, small), flush=True)
     t224 = two_views(224)
-    r = rate(lambda p: t224(Image.open(p).convert("RGB")), [jpeg] * n)
-    print("torchvision 224px workers=1 %.0f %.0f" % r, flush=True)
-
+    load = lambda p: t224(Image.open(p).convert("RGB"))  # noqa: E731
+    for name, f32, f224 in [("transforms", t32, load), ("collated", batched(t32), batched(load))]:
+        print(f"torchvision 32px {name} workers=1 %.0f %.0f" % rate(f32, small), flush=True)
+        print(f"torchvision 224px {name} workers=1 %.0f %.0f" % rate(f224, [jpeg] * n), flush=True)
 
 if __name__ == "__main__":
     main()

@@ -6,8 +6,8 @@
 //! - 224 px: the JPEG (400×350 in the benchmark) decoded from the file for every sample, two
 //!   224 px views each.
 //!
-//! Prints one line per (size, workers): `ours <size>px workers=<w> <images/s wall>
-//! <images per CPU-second>`; the second figure (CPU time of the whole process) is the per-core
+//! Batches of 64, as normalised f32 or as u8. Prints one line per (size, output, workers):
+//! `ours <size>px <f32|u8> workers=<w> <images/s wall> <images per CPU-second>`; the second figure (CPU time of the whole process) is the per-core
 //! rate, robust to other load on the machine.
 
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ fn run(
     ds: Arc<Dataset>,
     size: usize,
     workers: usize,
+    output: OutputKind,
 ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let recipe = Transform::Views(RecipeConfig::with_size(size).check()?);
     let cfg = LoaderConfig {
@@ -39,7 +40,7 @@ fn run(
         workers,
         prefetch: 2 * workers.max(1),
         seed: 1,
-        output: OutputKind::F32,
+        output,
         ..Default::default()
     };
     let loader = Loader::new(ds, recipe, cfg)?;
@@ -86,9 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?);
 
     for (size, ds) in [(32, small), (224, files)] {
-        for &w in &workers {
-            let (wall, per_cpu) = run(ds.clone(), size, w)?;
-            println!("ours {size}px workers={w} {wall:.0} {per_cpu:.0}");
+        for (output, name) in [(OutputKind::F32, "f32"), (OutputKind::U8, "u8")] {
+            for &w in &workers {
+                let (wall, per_cpu) = run(ds.clone(), size, w, output)?;
+                println!("ours {size}px {name} workers={w} {wall:.0} {per_cpu:.0}");
+            }
         }
     }
     Ok(())

@@ -616,3 +616,50 @@ fn recipe_defaults_are_the_authors_and_round_trip_through_toml() {
     bad(&|c| c.views.clear(), "views");
     assert_eq!(RecipeConfig::with_size(32).views[1].crop.size, 32);
 }
+
+#[test]
+fn probabilities_are_per_view() {
+    use directclr::data::augment::ViewConfig;
+    // Everything deterministic except that view 0 always solarises at threshold 0 (x → 1 − x)
+    // and view 1 never does: the two views then sum to one everywhere.
+    let mut v = ViewConfig::probe_train(12);
+    v.crop.scale = (1.0, 1.0);
+    v.crop.ratio = (1.0, 1.0);
+    v.flip_p = 0.0;
+    let mut v0 = v;
+    v0.solarize.threshold = 0.0;
+    v0.solarize.p = 1.0;
+    let mut v1 = v;
+    v1.solarize.p = 0.0;
+    let recipe = RecipeConfig {
+        views: vec![v0, v1],
+    }
+    .check()
+    .unwrap();
+    let src = planar_u8(3, 12, 12, 10);
+    let img = ImageRef {
+        data: &src,
+        channels: 3,
+        height: 12,
+        width: 12,
+        layout: Layout::Planar,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut s = Scratch::default();
+    let (mut a, mut b) = (vec![0.0; 3 * 144], vec![0.0; 3 * 144]);
+    recipe.views()[0].apply(img, &mut rng, &mut s, &mut a);
+    recipe.views()[1].apply(img, &mut rng, &mut s, &mut b);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x + y - 1.0).abs() < 1e-6);
+    }
+    // Blur with p = 1 in one view only: the other is the plain resized image.
+    let mut v2 = v;
+    v2.blur.p = 1.0;
+    v2.blur.kernel = KernelSize::Fixed { size: 5 };
+    let recipe = RecipeConfig { views: vec![v2, v] }.check().unwrap();
+    recipe.views()[0].apply(img, &mut rng, &mut s, &mut a);
+    recipe.views()[1].apply(img, &mut rng, &mut s, &mut b);
+    let plain: Vec<f32> = src.iter().map(|&p| p as f32 / 255.0).collect();
+    assert!(max_diff(&b, &plain) < 1e-6);
+    assert!(max_diff(&a, &plain) > 1e-3);
+}

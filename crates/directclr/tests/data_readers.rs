@@ -423,3 +423,58 @@ fn image_folder_layout_and_order() {
         Err(DataError::Empty { .. })
     ));
 }
+
+#[test]
+fn image_headers_cannot_claim_more_than_the_file_holds() {
+    use directclr::data::dataset::decode_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    // A real PNG and JPEG decode; the same PNG with its IHDR size patched to 60000×60000
+    // (CRC fixed) is refused before any allocation of its 10 GB.
+    let p = dir.path().join("a.png");
+    write_image(&p, 20, 10, 1);
+    let bytes = std::fs::read(&p).unwrap();
+    assert_eq!(decode_bytes(&bytes, &p).unwrap().width, 20);
+    let j = dir.path().join("a.jpg");
+    write_image(&j, 20, 10, 1);
+    assert_eq!(
+        decode_bytes(&std::fs::read(&j).unwrap(), &j)
+            .unwrap()
+            .height,
+        10
+    );
+    let mut big = bytes.clone();
+    // IHDR data starts at byte 16: width, height (big-endian u32); its CRC covers bytes 12..29.
+    big[16..20].copy_from_slice(&60000u32.to_be_bytes());
+    big[20..24].copy_from_slice(&60000u32.to_be_bytes());
+    let crc = crc32(&big[12..29]);
+    big[29..33].copy_from_slice(&crc.to_be_bytes());
+    match decode_bytes(&big, &p) {
+        Err(DataError::Decode { reason, .. }) => assert!(reason.contains("more than"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    // The JPEG with its frame header (SOF0: FF C0, length, precision, height, width) patched
+    // to 16000×16000 (within zune-jpeg's own 16384 limit).
+    let mut jb = std::fs::read(&j).unwrap();
+    let sof = jb.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    jb[sof + 5..sof + 7].copy_from_slice(&16000u16.to_be_bytes());
+    jb[sof + 7..sof + 9].copy_from_slice(&16000u16.to_be_bytes());
+    match decode_bytes(&jb, &j) {
+        Err(DataError::Decode { reason, .. }) => assert!(reason.contains("more than"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}

@@ -345,10 +345,21 @@ pub fn decode_bytes(bytes: &[u8], path: &Path) -> Result<OwnedImage, DataError> 
     if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
         return decode_jpeg(bytes, path);
     }
-    let img = image::load_from_memory(bytes).map_err(|e| DataError::Decode {
+    let err = |e: image::ImageError| DataError::Decode {
         path: path.into(),
         reason: e.to_string(),
-    })?;
+    };
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| DataError::Decode {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+    };
+    let (w, h) = reader()?.into_dimensions().map_err(err)?;
+    check_decoded_size(w as usize, h as usize, bytes.len(), path)?;
+    let img = reader()?.decode().map_err(err)?;
     let (width, height) = (img.width() as usize, img.height() as usize);
     if width == 0 || height == 0 {
         return Err(DataError::Decode {
@@ -432,6 +443,7 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<OwnedImage, DataError> {
     if width == 0 || height == 0 {
         return Err(err("image of zero size".into()));
     }
+    check_decoded_size(width, height, bytes.len(), path)?;
     let data = dec.decode().map_err(|e| err(e.to_string()))?;
     if data.len() != width * height * channels {
         return Err(err(format!(
@@ -446,4 +458,27 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<OwnedImage, DataError> {
         width,
         layout: Layout::Interleaved,
     })
+}
+
+/// Largest ratio of decoded RGB bytes to file bytes believed: real JPEG and PNG files stay far
+/// below it (a flat 1000×1000 JPEG is about 200:1), while it stops a small file whose header
+/// claims a huge image from making the decoder allocate gigabytes.
+pub const MAX_DECODE_RATIO: usize = 1024;
+
+fn check_decoded_size(
+    width: usize,
+    height: usize,
+    file_len: usize,
+    path: &Path,
+) -> Result<(), DataError> {
+    let decoded = width.saturating_mul(height).saturating_mul(3);
+    if decoded > file_len.saturating_mul(MAX_DECODE_RATIO).max(1 << 20) {
+        return Err(DataError::Decode {
+            path: path.into(),
+            reason: format!(
+                "header claims {width}×{height} pixels, more than a {file_len}-byte file can hold"
+            ),
+        });
+    }
+    Ok(())
 }

@@ -245,7 +245,16 @@ impl Loader {
                     .spawn(move || {
                         let mut scratch = Scratch::default();
                         for b in task_rx.iter() {
-                            let r = build_batch(&shared, epoch, &indices, b, &mut scratch);
+                            // A panic (a bug) becomes an error for this batch instead of a
+                            // hole that the consumer would wait for forever.
+                            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                build_batch(&shared, epoch, &indices, b, &mut scratch)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(DataError::Worker {
+                                    reason: format!("panic while building batch {b}"),
+                                })
+                            });
                             if res_tx.send((b, r)).is_err() {
                                 break;
                             }
@@ -419,29 +428,36 @@ fn build_batch(
         OutputKind::F32 => Kind::Float,
         OutputKind::U8 => Kind::Uint8,
     };
-    let mut tensors = Vec::with_capacity(nv);
+    // One allocation for all the views (each view a contiguous part of it): fewer, larger
+    // blocks, which the allocator keeps and reuses rather than returning them to the kernel.
+    let per_view: Vec<usize> = sizes.iter().map(|&s| s * ids.len()).collect();
+    let total = per_view.iter().sum::<usize>() as i64;
     let mut f32_slices: Vec<&mut [f32]> = Vec::new();
     let mut u8_slices: Vec<&mut [u8]> = Vec::new();
-    for v in 0..nv {
-        let s = t.side(v) as i64;
-        let shape = [ids.len() as i64, 3, s, s];
-        // SAFETY: the slices are only written below, while `tensors` holds the tensors, and are
-        // dropped before the tensors are handed out.
-        unsafe {
-            match c.output {
-                OutputKind::F32 => {
-                    let (x, sl) = tensor_and_slice::<f32>(&shape, kind)?;
-                    tensors.push(x);
-                    f32_slices.push(sl);
+    // SAFETY: the slices are only written below, while `flat` holds the tensor, and are dropped
+    // before any view of it is handed out.
+    let flat = unsafe {
+        match c.output {
+            OutputKind::F32 => {
+                let (x, mut rest) = tensor_and_slice::<f32>(&[total], kind)?;
+                for &len in &per_view {
+                    let (a, b) = rest.split_at_mut(len);
+                    f32_slices.push(a);
+                    rest = b;
                 }
-                OutputKind::U8 => {
-                    let (x, sl) = tensor_and_slice::<u8>(&shape, kind)?;
-                    tensors.push(x);
-                    u8_slices.push(sl);
+                x
+            }
+            OutputKind::U8 => {
+                let (x, mut rest) = tensor_and_slice::<u8>(&[total], kind)?;
+                for &len in &per_view {
+                    let (a, b) = rest.split_at_mut(len);
+                    u8_slices.push(a);
+                    rest = b;
                 }
+                x
             }
         }
-    }
+    };
     let mut staging = Vec::new();
     let mut kept = Vec::with_capacity(ids.len());
     for &i in ids {
@@ -471,9 +487,7 @@ fn build_batch(
                 OutputKind::U8 => {
                     staging.resize(sizes[v], 0.0);
                     t.apply_view(v, view, &mut rng, scratch, &mut staging);
-                    for (q, &x) in u8_slices[v][range].iter_mut().zip(&staging) {
-                        *q = (x * 255.0 + 0.5) as u8;
-                    }
+                    quantize(&staging, &mut u8_slices[v][range]);
                 }
             }
         }
@@ -483,15 +497,24 @@ fn build_batch(
     drop(u8_slices);
     let n = kept.len() as i64;
     let mut views = Vec::with_capacity(nv);
-    for x in tensors {
-        let x = if n < ids.len() as i64 {
-            x.f_narrow(0, 0, n).map_err(|source| DataError::Tensor {
-                context: "narrow batch",
+    let mut off = 0i64;
+    for (v, &len) in per_view.iter().enumerate() {
+        let side = t.side(v) as i64;
+        let x = flat
+            .f_narrow(0, off, len as i64)
+            .and_then(|x| x.f_view([ids.len() as i64, 3, side, side]))
+            .and_then(|x| {
+                if n < ids.len() as i64 {
+                    x.f_narrow(0, 0, n)
+                } else {
+                    Ok(x)
+                }
+            })
+            .map_err(|source| DataError::Tensor {
+                context: "view batch",
                 source,
-            })?
-        } else {
-            x
-        };
+            })?;
+        off += len as i64;
         views.push(pin(x, c.pin_memory)?);
     }
     let labels: Vec<i64> = kept.iter().map(|&i| shared.dataset.labels()[i]).collect();
@@ -507,6 +530,21 @@ fn build_batch(
         labels,
         indices: kept,
     })
+}
+
+multiversion! {
+    /// `round(255·x)` of values in `[0, 1]` (anything else, NaN included, is clamped first),
+    /// into u8.
+    fn quantize(src: &[f32], dst: &mut [u8]) {
+        for (q, &x) in dst.iter_mut().zip(src) {
+            // Comparisons that send NaN to 0, then an unchecked conversion that vectorises
+            // (saturating `as` casts from f32 do not).
+            let x = if x > 0.0 { x } else { 0.0 };
+            let x = if x < 1.0 { x } else { 1.0 };
+            // SAFETY: x·255 + 0.5 is finite and in [0.5, 255.5], inside i32.
+            *q = unsafe { (x * 255.0 + 0.5).to_int_unchecked::<i32>() } as u8;
+        }
+    }
 }
 
 fn pin(t: Tensor, pin: bool) -> Result<Tensor, DataError> {

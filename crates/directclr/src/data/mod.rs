@@ -8,7 +8,31 @@
 //! - [`loader`] decodes and augments on worker threads and hands out batches as tensors; order
 //!   and augmentations depend only on (seed, epoch, index), and [`shard`] splits an epoch over
 //!   ranks.
+//!
+//! A pretraining epoch over an ImageNet-style folder:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use directclr::data::{image_folder, Loader, LoaderConfig, OutputKind, RecipeConfig, Transform};
+//!
+//! # fn main() -> Result<(), directclr::data::DataError> {
+//! let dataset = Arc::new(image_folder::read_image_folder("imagenet/train".as_ref())?);
+//! let recipe = RecipeConfig::default().check()?; // the authors' two views, 224 px
+//! let config = LoaderConfig { batch_size: 256, workers: 8, seed: 42, output: OutputKind::U8, ..Default::default() };
+//! let loader = Loader::new(dataset, Transform::Views(recipe.clone()), config)?;
+//! for epoch in 0..100 {
+//!     for batch in loader.epoch(epoch) {
+//!         let batch = batch?;
+//!         // batch.views[0], batch.views[1]: [256, 3, 224, 224] u8; normalise on the device:
+//!         let x1 = recipe.views()[0].normalize.apply_tensor(&batch.views[0]);
+//!         # let _ = x1;
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
+#[macro_use]
 pub mod augment;
 pub mod cifar;
 pub mod dataset;

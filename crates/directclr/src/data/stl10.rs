@@ -33,13 +33,13 @@ pub enum Stl10Split {
 fn read_images(path: &Path, out: &mut Vec<u8>) -> Result<usize, DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let len = file.metadata().map_err(|e| DataError::io(path, e))?.len() as usize;
-    if len == 0 || len % IMAGE != 0 {
+    let n = len / IMAGE;
+    if n == 0 || n * IMAGE != len {
         return Err(DataError::malformed(
             path,
             format!("{len} bytes is not a whole number of {IMAGE}-byte images"),
         ));
     }
-    let n = len / IMAGE;
     out.reserve(len);
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut rec = vec![0u8; IMAGE];

@@ -94,6 +94,9 @@ pub fn kernel1d(size: usize, sigma: f32) -> Vec<f32> {
 /// Reflect an index into `0..n` (`-1 → 1`, `n → n − 2`), folding as often as needed.
 #[inline]
 pub fn reflect(i: isize, n: usize) -> usize {
+    if i >= 0 && (i as usize) < n {
+        return i as usize;
+    }
     if n == 1 {
         return 0;
     }

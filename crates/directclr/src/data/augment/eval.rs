@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::normalize::Normalize;
-use super::resized_crop::{resample, AxisCoeffs, Interpolation};
+use super::resized_crop::{resample, AxisCoeffs, AxisMap, Interpolation};
 use super::Scratch;
 use crate::data::dataset::ImageRef;
 use crate::data::DataError;
@@ -68,24 +68,17 @@ impl EvalTransform {
         let (nh, nw) = self.resized_size(src.height, src.width);
         let top = ((nh - self.crop) as f64 / 2.0).round_ties_even() as usize;
         let left = ((nw - self.crop) as f64 / 2.0).round_ties_even() as usize;
-        let xs = AxisCoeffs::new(
-            src.width,
-            0.0,
-            src.width as f64,
-            nw,
-            left,
-            self.crop,
-            self.interpolation,
-            1.0,
-            false,
-        );
+        let map = |in_size: usize, out_full: usize, offset: usize| AxisMap {
+            in_size,
+            in0: 0.0,
+            in1: in_size as f64,
+            out_full,
+            offset,
+            out_len: self.crop,
+        };
+        let xs = AxisCoeffs::new(map(src.width, nw, left), self.interpolation, 1.0, false);
         let ys = AxisCoeffs::new(
-            src.height,
-            0.0,
-            src.height as f64,
-            nh,
-            top,
-            self.crop,
+            map(src.height, nh, top),
             self.interpolation,
             1.0 / 255.0,
             false,

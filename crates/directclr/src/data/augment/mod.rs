@@ -17,7 +17,8 @@ macro_rules! multiversion {
                 unsafe fn avx2($($a: $t),*) {
                     imp($($a),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2")
+                if !$crate::data::augment::portable_forced()
+                    && std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU supports AVX2 and FMA, checked just above.
@@ -50,6 +51,21 @@ pub use resized_crop::{CropBox, Interpolation, RandomResizedCrop};
 pub use solarize::RandomSolarize;
 
 use super::DataError;
+
+static FORCE_PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every kernel take its baseline (non-AVX2) path, process-wide; for the test that both
+/// paths give the same bits, and for checking results on a CPU without AVX2.
+#[doc(hidden)]
+pub fn force_portable_kernels(on: bool) {
+    FORCE_PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[doc(hidden)]
+#[inline(always)]
+pub fn portable_forced() -> bool {
+    FORCE_PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 /// Reusable working memory of one worker (no allocation per image once warm).
 #[derive(Debug, Default)]

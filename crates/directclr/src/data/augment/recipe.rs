@@ -60,6 +60,15 @@ impl ViewConfig {
         }
     }
 
+    /// The linear probe's training view (paper protocol): random resized crop and flip only.
+    pub fn probe_train(size: usize) -> Self {
+        let mut v = Self::byol(0.0, 0.0);
+        v.crop.size = size;
+        v.color_jitter.p = 0.0;
+        v.grayscale.p = 0.0;
+        v
+    }
+
     /// Checks every parameter; `field` prefixes the names in errors.
     pub fn check(&self, field: &str) -> Result<(), DataError> {
         self.crop.check(&format!("{field}.crop"))?;

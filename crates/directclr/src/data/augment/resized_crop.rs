@@ -74,7 +74,7 @@ pub struct AxisCoeffs {
 }
 
 /// Outputs per block of [`AxisCoeffs::blocks`].
-pub const BW: usize = 16;
+pub const BW: usize = 8;
 
 /// Resampling weights by blocks of [`BW`] outputs (see [`AxisCoeffs::blocks`]).
 #[derive(Debug, Clone, Default)]
@@ -89,21 +89,35 @@ pub struct Blocks {
     pub w: Vec<f32>,
 }
 
+/// How one axis maps source pixels to output pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AxisMap {
+    /// Source pixels on the axis.
+    pub in_size: usize,
+    /// Start of the source interval (a crop's first pixel).
+    pub in0: f64,
+    /// End of the source interval.
+    pub in1: f64,
+    /// Outputs the whole interval maps onto (the resized size).
+    pub out_full: usize,
+    /// First output kept (a centre crop of the resized image; 0 for all).
+    pub offset: usize,
+    /// Outputs kept.
+    pub out_len: usize,
+}
+
 impl AxisCoeffs {
-    /// PIL's `precompute_coeffs`: resampling the source interval `[in0, in1)` of an axis of
-    /// `in_size` pixels onto `out_full` outputs, kept for outputs `offset .. offset + out_len`
-    /// (a centre crop of the resized image), scaled by `gain`, reversed when `flip`.
-    pub fn new(
-        in_size: usize,
-        in0: f64,
-        in1: f64,
-        out_full: usize,
-        offset: usize,
-        out_len: usize,
-        filter: Interpolation,
-        gain: f64,
-        flip: bool,
-    ) -> Self {
+    /// PIL's `precompute_coeffs` for `map`, with `filter`, weights scaled by `gain`, outputs
+    /// reversed when `flip`.
+    pub fn new(map: AxisMap, filter: Interpolation, gain: f64, flip: bool) -> Self {
+        let AxisMap {
+            in_size,
+            in0,
+            in1,
+            out_full,
+            offset,
+            out_len,
+        } = map;
         let scale = (in1 - in0) / out_full as f64;
         let filterscale = scale.max(1.0);
         let support = filter.support() * filterscale;
@@ -266,17 +280,36 @@ fn horizontal<const CH: usize>(
         let w = &blocks.w[off..off + span * BW];
         let t = &row[base * CH..(base + span) * CH];
         let nb = BW.min(ow - xb);
-        for (c, d) in dst.iter_mut().enumerate() {
-            let mut acc = [0.0f32; BW];
-            for (i, wi) in w.chunks_exact(BW).enumerate() {
+        if CH == 3 {
+            // Three channels at once: three independent multiply-add chains.
+            let (mut a0, mut a1, mut a2) = ([0.0f32; BW], [0.0f32; BW], [0.0f32; BW]);
+            for (wi, ti) in w.chunks_exact(BW).zip(t.chunks_exact(3)) {
                 let wi: &[f32; BW] = wi.try_into().expect("chunk of BW weights");
-                let v = t[i * CH + c];
+                let (v0, v1, v2) = (ti[0], ti[1], ti[2]);
                 for j in 0..BW {
-                    acc[j] = wi[j].mul_add(v, acc[j]);
+                    a0[j] = wi[j].mul_add(v0, a0[j]);
+                    a1[j] = wi[j].mul_add(v1, a1[j]);
+                    a2[j] = wi[j].mul_add(v2, a2[j]);
                 }
             }
-            for (d, a) in d[xb..xb + nb].iter_mut().zip(&acc) {
-                *d = a.clamp(0.0, 1.0);
+            for (c, acc) in [a0, a1, a2].iter().enumerate() {
+                for (d, a) in dst[c][xb..xb + nb].iter_mut().zip(acc) {
+                    *d = a.clamp(0.0, 1.0);
+                }
+            }
+        } else {
+            for (c, d) in dst.iter_mut().enumerate() {
+                let mut acc = [0.0f32; BW];
+                for (i, wi) in w.chunks_exact(BW).enumerate() {
+                    let wi: &[f32; BW] = wi.try_into().expect("chunk of BW weights");
+                    let v = t[i * CH + c];
+                    for j in 0..BW {
+                        acc[j] = wi[j].mul_add(v, acc[j]);
+                    }
+                }
+                for (d, a) in d[xb..xb + nb].iter_mut().zip(&acc) {
+                    *d = a.clamp(0.0, 1.0);
+                }
             }
         }
     }
@@ -387,24 +420,22 @@ impl RandomResizedCrop {
         flip: bool,
     ) -> (AxisCoeffs, AxisCoeffs) {
         let g = 1.0 / 255.0;
+        let map = |in_size: usize, start: usize, len: usize| AxisMap {
+            in_size,
+            in0: start as f64,
+            in1: (start + len) as f64,
+            out_full: self.size,
+            offset: 0,
+            out_len: self.size,
+        };
         let xs = AxisCoeffs::new(
-            src_w,
-            crop.left as f64,
-            (crop.left + crop.width) as f64,
-            self.size,
-            0,
-            self.size,
+            map(src_w, crop.left, crop.width),
             self.interpolation,
             1.0,
             flip,
         );
         let ys = AxisCoeffs::new(
-            src_h,
-            crop.top as f64,
-            (crop.top + crop.height) as f64,
-            self.size,
-            0,
-            self.size,
+            map(src_h, crop.top, crop.height),
             self.interpolation,
             g,
             false,
@@ -416,4 +447,45 @@ impl RandomResizedCrop {
 /// A uniform draw in `[lo, hi)` (or `lo` when the range is empty).
 pub(crate) fn uniform<R: Rng + ?Sized>(rng: &mut R, lo: f64, hi: f64) -> f64 {
     lo + (hi - lo) * rng.gen::<f64>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The block matrices hold exactly each output's taps, at their source positions.
+    #[test]
+    fn blocks_hold_the_same_weights() {
+        for (in0, in1, out, flip) in [
+            (3.0, 250.0, 224, false),
+            (10.0, 60.0, 224, true),
+            (0.0, 32.0, 32, false),
+        ] {
+            let map = AxisMap {
+                in_size: 260,
+                in0,
+                in1,
+                out_full: out,
+                offset: 0,
+                out_len: out,
+            };
+            let c = AxisCoeffs::new(map, Interpolation::Bicubic, 1.0, flip);
+            let b = c.blocks();
+            for x in 0..out {
+                let (blk, j) = (x / BW, x % BW);
+                let (base, span, off) = (b.base[blk], b.span[blk], b.off[blk]);
+                for i in 0..span {
+                    let src = base + i;
+                    let expect = if src >= c.start[x] && src < c.start[x] + c.len[x] {
+                        c.weights[x * c.ksize + src - c.start[x]]
+                    } else {
+                        0.0
+                    };
+                    assert_eq!(b.w[off + i * BW + j], expect);
+                }
+                let sum: f32 = (0..c.len[x]).map(|k| c.weights[x * c.ksize + k]).sum();
+                assert!((sum - 1.0).abs() < 1e-5);
+            }
+        }
+    }
 }
