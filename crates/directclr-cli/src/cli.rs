@@ -56,7 +56,7 @@ pub struct ToyArgs {
     #[arg(long)]
     pub batch: Option<usize>,
     /// Learning rate [1e-3 for Section 4, 1e-2 for Section 5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Number of fixed training samples x ~ N(0, I) [10000].
     #[arg(long)]
@@ -68,7 +68,7 @@ pub struct ToyArgs {
     #[arg(long)]
     pub log_every: Option<usize>,
     /// InfoNCE temperature τ [0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f64>,
     /// Loss form: `distance` is the paper's Eqn 2, `dot` the authors' toy code
     /// [distance for Section 4, dot for Section 5].
@@ -85,7 +85,7 @@ pub struct ToyArgs {
     pub x_batches: Option<usize>,
     /// Eigenvalues below this fraction of the largest count as collapsed dimensions
     /// [1e-2 for Section 4, 1e-4 for Section 5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub collapse_threshold: Option<f64>,
 }
 
@@ -93,7 +93,7 @@ pub struct ToyArgs {
 #[derive(Debug, Args)]
 pub struct AugmentationArgs {
     /// Noise stds to sweep, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.01, 0.1, 0.5, 1.0, 1.5, 2.0])]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, default_values_t = [0.01, 0.1, 0.5, 1.0, 1.5, 2.0])]
     pub noise: Vec<f64>,
     /// How many of the last coordinates get noise [paper: 8].
     #[arg(long, default_value_t = 8)]

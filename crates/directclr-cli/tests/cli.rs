@@ -25,6 +25,11 @@ fn impossible_values_exit_non_zero_naming_the_field() {
             "`noisy_dims`",
         ),
         (vec!["theory", "implicit", "--layers", "1"], "`layers`"),
+        (vec!["theory", "implicit", "--lr", "-1"], "`lr`"),
+        (
+            vec!["theory", "augmentation", "--noise", "0.5,-1"],
+            "`noise_std`",
+        ),
         (
             vec!["theory", "depth", "--collapse-threshold", "2"],
             "`collapse_threshold`",

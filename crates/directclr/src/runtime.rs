@@ -146,3 +146,41 @@ pub fn describe() -> String {
         tch::get_num_threads(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_specs_parse_and_print() {
+        for (text, spec) in [
+            ("cpu", DeviceSpec::Cpu),
+            ("cuda", DeviceSpec::Cuda(0)),
+            ("cuda:3", DeviceSpec::Cuda(3)),
+        ] {
+            assert_eq!(text.parse::<DeviceSpec>().unwrap(), spec);
+        }
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            assert!(
+                matches!(bad.parse::<DeviceSpec>(), Err(Error::InvalidConfig { field, .. }) if field == "device"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn libtorch_is_found_and_cuda_fails_cleanly_or_works() {
+        assert!(libtorch_lib_dir().is_some_and(|d| d.join("libtorch_cpu.so").exists()));
+        assert_eq!(DeviceSpec::Cpu.resolve().unwrap(), tch::Device::Cpu);
+        match DeviceSpec::Cuda(0).resolve() {
+            Ok(device) => assert_eq!(device, tch::Device::Cuda(0)),
+            // Without a GPU (or its libraries) the error names the device and the reason.
+            Err(Error::DeviceUnavailable { device, reason }) => {
+                assert!(device == "cuda:0" && !reason.is_empty())
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+        assert!(describe().starts_with("libtorch 2.11.0"));
+    }
+}
