@@ -144,7 +144,7 @@ fn print_implicit(r: &ImplicitReport) {
         r.misalignment.0, r.misalignment.1, r.alignment_row_dominance, r.alignment_diagonal.0, r.alignment_diagonal.1
     );
     println!(
-        "  Theorem 2: W1W1ᵀ − W2ᵀW2 drifted by {:.2e} of its norm",
+        "  Theorem 2: W1W1ᵀ − W2ᵀW2 moved by {:.2e} of its norm (conserved by the gradient flow; SGD changes it at second order in lr)",
         r.invariant_relative_drift
     );
     println!("  → {}", r.out.display());
