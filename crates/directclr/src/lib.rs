@@ -11,6 +11,7 @@
 //! - [`data`]: dataset readers, the authors' augmentations and a seeded parallel loader.
 //! - [`plot`]: the figures (log spectra, evolution curves, heat maps).
 //! - [`runtime`]: devices (CPU, CUDA loaded at run time) and thread settings.
+//! - [`precision`]: autocast with a chosen dtype (bf16) and channels-last tensors, via the shim.
 //! - [`model`]: the ResNet encoders (torchvision layout and names), projectors, online probe.
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
@@ -25,6 +26,7 @@ pub mod method;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod precision;
 pub mod runtime;
 pub mod theory;
 
