@@ -15,6 +15,7 @@
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
+//! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -27,5 +28,6 @@ pub mod optim;
 pub mod plot;
 pub mod runtime;
 pub mod theory;
+pub mod train;
 
 pub use error::{Error, Result};
