@@ -12,6 +12,6 @@ pub use config::{
 };
 pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
-    CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METRICS_FILE,
+    CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METADATA_KEY, METRICS_FILE,
 };
 pub use trainer::{train, Event, RunOptions, Summary};

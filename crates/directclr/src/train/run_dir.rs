@@ -26,6 +26,9 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 pub const ENCODER_FILE: &str = "encoder.safetensors";
 /// The format tag stored in a checkpoint's metadata.
 pub const CHECKPOINT_FORMAT: &str = "directclr-train-checkpoint-1";
+/// The key of a checkpoint's `__metadata__` entry: a JSON object with `format`, `epoch`,
+/// `step` and `seed` (a decimal string, as JSON numbers cannot hold every u64).
+pub const METADATA_KEY: &str = "directclr";
 
 /// One line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,12 +216,15 @@ impl RunDir {
     ) -> Result<()> {
         let encoder_bytes = serialize_safetensors(encoder, None)?;
         self.write_atomic(ENCODER_FILE, &encoder_bytes)?;
-        let metadata = HashMap::from([
-            ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-            ("epoch".to_string(), progress.epoch.to_string()),
-            ("step".to_string(), progress.step.to_string()),
-            ("seed".to_string(), progress.seed.to_string()),
-        ]);
+        // One metadata key holding a JSON object with ordered keys: a map of several keys would
+        // be written in hash order, and the file would not be the same bytes in every run.
+        let header = serde_json::json!({
+            "format": CHECKPOINT_FORMAT,
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "seed": progress.seed.to_string(),
+        });
+        let metadata = HashMap::from([(METADATA_KEY.to_string(), header.to_string())]);
         let bytes = serialize_safetensors(tensors, Some(metadata))?;
         self.write_atomic(CHECKPOINT_FILE, &bytes)
     }
@@ -270,24 +276,27 @@ pub fn read_checkpoint(file: &Path) -> Result<Checkpoint> {
             reason: format!("not a safetensors file: {e}"),
         })?;
     let meta = meta.metadata().clone().unwrap_or_default();
-    if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+    let header: serde_json::Value = meta
+        .get(METADATA_KEY)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    if header["format"].as_str() != Some(CHECKPOINT_FORMAT) {
         return Err(Error::StateMismatch {
             what: what(),
             reason: format!("its metadata does not name the format `{CHECKPOINT_FORMAT}`"),
         });
     }
-    let number = |key: &str| -> Result<u64> {
-        meta.get(key)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Error::StateMismatch {
-                what: what(),
-                reason: format!("metadata `{key}` is missing or not a number"),
-            })
+    let bad = |key: &str| Error::StateMismatch {
+        what: what(),
+        reason: format!("metadata `{key}` is missing or not a number"),
     };
     let progress = Progress {
-        epoch: number("epoch")? as usize,
-        step: number("step")? as usize,
-        seed: number("seed")?,
+        epoch: header["epoch"].as_u64().ok_or_else(|| bad("epoch"))? as usize,
+        step: header["step"].as_u64().ok_or_else(|| bad("step"))? as usize,
+        seed: header["seed"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("seed"))?,
     };
     drop(bytes);
     Ok(Checkpoint {
