@@ -119,6 +119,12 @@ impl RunDir {
     /// differ) and loads its checkpoint if there is one. With `require_checkpoint` (the
     /// `--resume` flag), a folder without checkpoint is an error.
     pub fn open(root: &Path, config: &TrainConfig, require_checkpoint: bool) -> Result<Opened> {
+        if require_checkpoint && !root.join(CHECKPOINT_FILE).is_file() {
+            return Err(Error::config(
+                "resume",
+                format!("`{}` holds no checkpoint to resume from", root.display()),
+            ));
+        }
         std::fs::create_dir_all(root).map_err(|e| Error::io("cannot create", root, e))?;
         let dir = RunDir {
             root: root.to_path_buf(),
@@ -160,11 +166,6 @@ impl RunDir {
             }
             dir.truncate_metrics(checkpoint.progress.step)?;
             Ok(Opened::Resume(dir, checkpoint))
-        } else if require_checkpoint {
-            Err(Error::config(
-                "resume",
-                format!("`{}` holds no checkpoint to resume from", root.display()),
-            ))
         } else {
             // A run killed before its first checkpoint starts over.
             let metrics = dir.path(METRICS_FILE);
