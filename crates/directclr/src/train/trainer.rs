@@ -95,10 +95,11 @@ struct Window {
     steps: usize,
     samples: usize,
     since: Instant,
+    probe: bool,
 }
 
 impl Window {
-    fn new(device: Device) -> Result<Self> {
+    fn new(device: Device, probe: bool) -> Result<Self> {
         let z = || Tensor::f_zeros([], (Kind::Double, device));
         Ok(Window {
             loss: z()?,
@@ -107,6 +108,7 @@ impl Window {
             steps: 0,
             samples: 0,
             since: Instant::now(),
+            probe,
         })
     }
 
@@ -138,7 +140,6 @@ impl Window {
         epoch: usize,
         step: usize,
         lr: f64,
-        probe: bool,
         last_checkpoint: Option<usize>,
         out: &Path,
     ) -> Result<MetricsLine> {
@@ -167,8 +168,8 @@ impl Window {
             epoch,
             step,
             loss,
-            probe_loss: probe.then_some(probe_loss),
-            probe_acc: if probe {
+            probe_loss: self.probe.then_some(probe_loss),
+            probe_acc: if self.probe {
                 Some(self.probe_acc.f_double_value(&[])? / n)
             } else {
                 None
@@ -365,8 +366,8 @@ pub fn train(
     let mut last_epoch = None;
     let mut lr = schedule.lr(step);
     while epoch < c.epochs {
-        let mut window = Window::new(device)?;
-        let mut epoch_window = Window::new(device)?;
+        let mut window = Window::new(device, c.probe)?;
+        let mut epoch_window = Window::new(device, c.probe)?;
         for batch in loader.epoch(epoch as u64) {
             let batch = batch?;
             lr = schedule.lr(step);
@@ -404,13 +405,12 @@ pub fn train(
                     epoch,
                     step,
                     lr,
-                    c.probe,
                     last_checkpoint,
                     run.root(),
                 )?;
                 run.append_metrics(&line)?;
                 on_event(&Event::Metrics(line));
-                window = Window::new(device)?;
+                window = Window::new(device, c.probe)?;
             }
         }
         let line = epoch_window.line(
@@ -418,7 +418,6 @@ pub fn train(
             epoch,
             step,
             lr,
-            c.probe,
             last_checkpoint,
             run.root(),
         )?;
