@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use directclr::runtime::DeviceSpec;
 use directclr::theory::{Precision, ToyLoss};
 
 /// Contrastive self-supervised learning and the study of dimensional collapse
@@ -27,6 +28,59 @@ pub enum Command {
     /// The theory lab: the toy models of Sections 4–5 (Theorem 1, Figures 4, 5, 6).
     #[command(subcommand)]
     Theory(TheoryCommand),
+    /// Pretrain an encoder with one method of Table 1 (SimCLR projectors, DirectCLR,
+    /// ablations) from a TOML config; resumes an existing run folder automatically.
+    Train(TrainArgs),
+}
+
+/// Arguments of `train`; flags replace the values of the config file.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The run's TOML config (e.g. configs/fashion-mnist-quick.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run folder (config.toml, metrics.jsonl, checkpoint.safetensors, encoder.safetensors)
+    /// [runs/<config file name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Loader worker threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Seed of initialisation, data order and augmentations.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+    /// Dataset folder (replaces data.source.path).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Use only the first N samples of the dataset.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Learning rate (schedule.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Log a metrics line every N steps.
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    /// Require a checkpoint in the run folder and continue from it (a folder with a checkpoint
+    /// is resumed even without this flag).
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress line: one line per epoch only.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    s.parse().map_err(|e: directclr::Error| e.to_string())
 }
 
 /// The theory experiments.

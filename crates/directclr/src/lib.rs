@@ -16,6 +16,7 @@
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
+//! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -29,5 +30,6 @@ pub mod plot;
 pub mod precision;
 pub mod runtime;
 pub mod theory;
+pub mod train;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 mod theory;
+mod train;
 
 use crate::cli::{Cli, Command};
 
@@ -25,5 +26,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Theory(cmd) => theory::run(cmd),
+        Command::Train(args) => train::run(args),
     }
 }

@@ -42,4 +42,6 @@ pub use projector::{
     DiagonalProjector, FixedLowRankProjector, Head, LinearProjector, MlpProjector, Projector,
 };
 pub use resnet::ResNet;
-pub use state::{load_state, read_safetensors, save_safetensors, LoadReport};
+pub use state::{
+    load_state, read_safetensors, save_safetensors, serialize_safetensors, LoadReport,
+};

@@ -125,6 +125,28 @@ fn to_kind(dtype: Dtype) -> Option<Kind> {
 /// `safetensors.torch.load_file` reads it back as a `state_dict`).
 pub fn save_safetensors(file: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
     let file = file.as_ref();
+    let bytes = serialize_safetensors(tensors, None)
+        .map_err(|e| with_what(e, &format!("weights for `{}`", file.display())))?;
+    std::fs::write(file, bytes).map_err(|e| Error::io("cannot write", file, e))
+}
+
+fn with_what(e: Error, what: &str) -> Error {
+    match e {
+        Error::StateMismatch { reason, .. } => Error::StateMismatch {
+            what: what.to_string(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+/// The bytes of a safetensors file holding `tensors` under their names (copied to the CPU) and
+/// the string `metadata` of its header (`__metadata__`), for callers that write the file
+/// themselves (e.g. atomically).
+pub fn serialize_safetensors(
+    tensors: &[(String, Tensor)],
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let mut blobs = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
@@ -146,11 +168,10 @@ pub fn save_safetensors(file: impl AsRef<Path>, tensors: &[(String, Tensor)]) ->
                 })
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, &None).map_err(|e| Error::StateMismatch {
-        what: format!("weights for `{}`", file.display()),
+    safetensors::serialize(views, &metadata).map_err(|e| Error::StateMismatch {
+        what: "safetensors file".into(),
         reason: e.to_string(),
-    })?;
-    std::fs::write(file, bytes).map_err(|e| Error::io("cannot write", file, e))
+    })
 }
 
 /// Reads every tensor of the safetensors file `file` onto the CPU, sorted by name.

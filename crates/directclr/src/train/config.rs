@@ -1,0 +1,468 @@
+//! The configuration of a pretraining run: a TOML file (`configs/*.toml`), overridden by
+//! command-line flags, validated once into a [`CheckedConfig`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::cifar::{self, Cifar100Labels};
+use crate::data::idx::{self, IdxDataset};
+use crate::data::image_folder;
+use crate::data::stl10::{self, Stl10Split};
+use crate::data::{dataset::Split, Dataset, ImageArray, Images, RecipeConfig};
+use crate::loss::InfoNce;
+use crate::method::Method;
+use crate::model::{ResNetConfig, Stem};
+use crate::optim::{OptimizerConfig, ScheduleConfig};
+use crate::runtime::DeviceSpec;
+use crate::{Error, Result};
+
+/// Which dataset a run reads, and from where. Serialised with a `kind` tag, e.g.
+/// `source = { kind = "fashion_mnist", path = "data/fashion-mnist" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataSource {
+    /// MNIST in IDX files (train split).
+    Mnist {
+        /// Folder of `train-images-idx3-ubyte[.gz]`, ….
+        path: PathBuf,
+    },
+    /// Fashion-MNIST in IDX files (train split).
+    FashionMnist {
+        /// Folder of `train-images-idx3-ubyte[.gz]`, ….
+        path: PathBuf,
+    },
+    /// CIFAR-10 binary version (train split).
+    Cifar10 {
+        /// Folder of `data_batch_1.bin` … `data_batch_5.bin`.
+        path: PathBuf,
+    },
+    /// CIFAR-100 binary version (train split).
+    Cifar100 {
+        /// Folder of `train.bin`.
+        path: PathBuf,
+        /// Fine (100) or coarse (20) labels for the online probe.
+        #[serde(default = "default_cifar100_labels")]
+        labels: Cifar100Labels,
+    },
+    /// STL-10 binary version.
+    Stl10 {
+        /// Folder of `train_X.bin`, `unlabeled_X.bin`, ….
+        path: PathBuf,
+        /// Which split (pretraining usually uses `train_unlabeled`; unlabelled samples are left
+        /// out of the online probe).
+        #[serde(default = "default_stl10_split")]
+        split: Stl10Split,
+    },
+    /// An ImageNet-style folder: one sub-folder of JPEG/PNG files per class.
+    ImageFolder {
+        /// The root folder (e.g. `imagenet/train`).
+        path: PathBuf,
+    },
+}
+
+fn default_cifar100_labels() -> Cifar100Labels {
+    Cifar100Labels::Fine
+}
+
+fn default_stl10_split() -> Stl10Split {
+    Stl10Split::TrainUnlabeled
+}
+
+impl DataSource {
+    /// The dataset's folder.
+    pub fn path(&self) -> &Path {
+        match self {
+            DataSource::Mnist { path }
+            | DataSource::FashionMnist { path }
+            | DataSource::Cifar10 { path }
+            | DataSource::Cifar100 { path, .. }
+            | DataSource::Stl10 { path, .. }
+            | DataSource::ImageFolder { path } => path,
+        }
+    }
+
+    fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            DataSource::Mnist { path }
+            | DataSource::FashionMnist { path }
+            | DataSource::Cifar10 { path }
+            | DataSource::Cifar100 { path, .. }
+            | DataSource::Stl10 { path, .. }
+            | DataSource::ImageFolder { path } => path,
+        }
+    }
+
+    /// Reads the pretraining split.
+    pub fn read(&self) -> Result<Dataset> {
+        Ok(match self {
+            DataSource::Mnist { path } => idx::read_split(path, IdxDataset::Mnist, Split::Train)?,
+            DataSource::FashionMnist { path } => {
+                idx::read_split(path, IdxDataset::FashionMnist, Split::Train)?
+            }
+            DataSource::Cifar10 { path } => cifar::read_cifar10(path, Split::Train)?,
+            DataSource::Cifar100 { path, labels } => {
+                cifar::read_cifar100(path, Split::Train, *labels)?
+            }
+            DataSource::Stl10 { path, split } => stl10::read_stl10(path, *split)?,
+            DataSource::ImageFolder { path } => image_folder::read_image_folder(path)?,
+        })
+    }
+}
+
+/// The data of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// The dataset.
+    pub source: DataSource,
+    /// Side of the square crops (224 for ImageNet, 32 for CIFAR-sized images).
+    pub image_size: usize,
+    /// Use only the first `limit` samples (quick runs and tests); all when absent.
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Checkpoint settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Write a checkpoint every this many epochs (and always after the last one).
+    pub every_epochs: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig { every_epochs: 1 }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Append a `step` line to `metrics.jsonl` every this many steps (an `epoch` line is
+    /// written after every epoch regardless). Reading the loss back synchronises the device,
+    /// so this is also how often a non-finite loss is noticed.
+    pub every_steps: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { every_steps: 50 }
+    }
+}
+
+/// A pretraining run as written in a TOML file. Every table except `data` has the authors'
+/// values as defaults (ResNet-50, DirectCLR d0 = 360, their InfoNCE, LARS, lr 4.8 with 10
+/// warm-up epochs); unknown keys are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of initialisation, data order and augmentations.
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Batch size (the N of the N-way InfoNCE); the last incomplete batch is dropped.
+    pub batch_size: usize,
+    /// Loader worker threads (0: the training thread builds the batches).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Where to train.
+    #[serde(default = "default_device")]
+    pub device: DeviceSpec,
+    /// Train the online linear probe on detached r of view 1 (the authors' `online_head`).
+    #[serde(default = "default_true")]
+    pub probe: bool,
+    /// The dataset and crop size.
+    pub data: DataConfig,
+    /// The encoder.
+    #[serde(default)]
+    pub model: ResNetConfig,
+    /// The Table 1 row.
+    #[serde(default)]
+    pub method: Method,
+    /// The contrastive loss.
+    #[serde(default)]
+    pub loss: InfoNce,
+    /// The optimiser.
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Checkpoints.
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    /// Metrics log.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+fn default_workers() -> usize {
+    2
+}
+
+fn default_device() -> DeviceSpec {
+    DeviceSpec::Cpu
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Values that replace those of the file (the command-line flags); `None` keeps the file's.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// `epochs`.
+    pub epochs: Option<usize>,
+    /// `batch_size`.
+    pub batch_size: Option<usize>,
+    /// `workers`.
+    pub workers: Option<usize>,
+    /// `seed`.
+    pub seed: Option<u64>,
+    /// `device`.
+    pub device: Option<DeviceSpec>,
+    /// `data.source.path`.
+    pub data_path: Option<PathBuf>,
+    /// `data.limit`.
+    pub limit: Option<usize>,
+    /// `schedule.lr`.
+    pub lr: Option<f64>,
+    /// `log.every_steps`.
+    pub log_every: Option<usize>,
+}
+
+/// The fields whose change does not alter the trained weights, so that a run folder may be
+/// resumed with other values (dotted TOML paths; a prefix covers a whole table).
+pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log"];
+
+impl TrainConfig {
+    /// Parses TOML text; `origin` names the file in errors. Unknown keys and wrong types are
+    /// [`Error::InvalidConfig`] naming the key.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .and_then(|s| text.get(s))
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty() && s.len() < 80)
+                .unwrap_or_else(|| origin.display().to_string());
+            Error::config(
+                field,
+                format!("{} (in `{}`)", e.message(), origin.display()),
+            )
+        })
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(file: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("cannot read", file, e))?;
+        Self::from_toml(&text, file)
+    }
+
+    /// The configuration as TOML text (the run folder's `config.toml`).
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::config("config", e.to_string()))
+    }
+
+    /// Replaces the fields that `o` sets.
+    pub fn apply(&mut self, o: &Overrides) {
+        if let Some(v) = o.epochs {
+            self.epochs = v;
+        }
+        if let Some(v) = o.batch_size {
+            self.batch_size = v;
+        }
+        if let Some(v) = o.workers {
+            self.workers = v;
+        }
+        if let Some(v) = o.seed {
+            self.seed = v;
+        }
+        if let Some(v) = o.device {
+            self.device = v;
+        }
+        if let Some(v) = &o.data_path {
+            *self.data.source.path_mut() = v.clone();
+        }
+        if let Some(v) = o.limit {
+            self.data.limit = Some(v);
+        }
+        if let Some(v) = o.lr {
+            self.schedule.lr = v;
+        }
+        if let Some(v) = o.log_every {
+            self.log.every_steps = v;
+        }
+    }
+
+    /// Validates every field that can be checked without reading the data.
+    pub fn check(self) -> Result<CheckedConfig> {
+        let at_least = |field: &str, v: usize, min: usize| -> Result<()> {
+            if v < min {
+                return Err(Error::config(field, format!("{v} must be at least {min}")));
+            }
+            Ok(())
+        };
+        at_least("epochs", self.epochs, 1)?;
+        // InfoNCE needs at least one negative per anchor.
+        at_least("batch_size", self.batch_size, 2)?;
+        at_least("checkpoint.every_epochs", self.checkpoint.every_epochs, 1)?;
+        at_least("log.every_steps", self.log.every_steps, 1)?;
+        if let Some(limit) = self.data.limit {
+            at_least("data.limit", limit, self.batch_size)?;
+        }
+        // The stem divides the side by 8 (CIFAR) or 32 (ImageNet) before pooling.
+        let min_side = match self.model.stem {
+            Stem::Cifar => 8,
+            Stem::ImageNet => 32,
+        };
+        at_least("data.image_size", self.data.image_size, min_side)?;
+        let prefixed = |table: &str, e: Error| match e {
+            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
+                field: format!("{table}.{field}"),
+                reason,
+            },
+            other => other,
+        };
+        let feat_dim = self.model.feat_dim().map_err(|e| prefixed("model", e))?;
+        let embed_dim = self
+            .method
+            .embed_dim(feat_dim)
+            .map_err(|e| prefixed("method", e))?;
+        self.loss.validate().map_err(|e| prefixed("loss", e))?;
+        self.optimizer
+            .validate()
+            .map_err(|e| prefixed("optimizer", e))?;
+        // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
+        // schedule is built once the number of steps per epoch is known.
+        self.schedule
+            .build(self.batch_size, 1, self.epochs)
+            .map_err(|e| prefixed("schedule", e))?;
+        let recipe = RecipeConfig::with_size(self.data.image_size)
+            .check()
+            .map_err(|e| Error::config("data.image_size", e.to_string()))?;
+        Ok(CheckedConfig {
+            feat_dim,
+            embed_dim,
+            recipe,
+            config: self,
+        })
+    }
+}
+
+/// A validated [`TrainConfig`] with what was derived from it.
+#[derive(Debug, Clone)]
+pub struct CheckedConfig {
+    config: TrainConfig,
+    feat_dim: i64,
+    embed_dim: i64,
+    recipe: crate::data::Recipe,
+}
+
+impl CheckedConfig {
+    /// The configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Dimension D of the representation r.
+    pub fn feat_dim(&self) -> i64 {
+        self.feat_dim
+    }
+
+    /// Dimension of the embedding z that enters the loss.
+    pub fn embed_dim(&self) -> i64 {
+        self.embed_dim
+    }
+
+    /// The two-view augmentation recipe (the authors', at `data.image_size`).
+    pub fn recipe(&self) -> &crate::data::Recipe {
+        &self.recipe
+    }
+
+    /// Reads the dataset, keeping the first `data.limit` samples, and checks that an epoch
+    /// holds at least one full batch.
+    pub fn read_dataset(&self) -> Result<Arc<Dataset>> {
+        let c = &self.config;
+        let full = c.data.source.read()?;
+        let ds = match c.data.limit {
+            Some(limit) if limit < full.len() => subset(&full, limit)?,
+            _ => full,
+        };
+        if ds.len() < c.batch_size {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{} exceeds the {} samples of the dataset: an epoch would hold no full batch",
+                    c.batch_size,
+                    ds.len()
+                ),
+            ));
+        }
+        Ok(Arc::new(ds))
+    }
+}
+
+/// The first `n` samples of `ds`.
+fn subset(ds: &Dataset, n: usize) -> Result<Dataset> {
+    let labels = ds.labels()[..n].to_vec();
+    let names = ds.class_names().to_vec();
+    Ok(match ds.images() {
+        Images::Array(a) => {
+            let [_, c, h, w] = a.shape();
+            let data = a.data()[..n * c * h * w].to_vec();
+            let array = ImageArray::new(data, n, c, h, w, ds.origin())?;
+            Dataset::from_array(array, labels, names, ds.origin())?
+        }
+        Images::Files(files) => {
+            Dataset::from_files(files[..n].to_vec(), labels, names, ds.origin())?
+        }
+    })
+}
+
+/// The dotted paths of the fields that differ between two configurations, leaving out
+/// [`RESUME_FREE_FIELDS`]: the reasons a run folder cannot be resumed with `new`.
+pub fn differing_fields(old: &TrainConfig, new: &TrainConfig) -> Result<Vec<String>> {
+    let to_value = |c: &TrainConfig| {
+        toml::Value::try_from(c).map_err(|e| Error::config("config", e.to_string()))
+    };
+    let (a, b) = (to_value(old)?, to_value(new)?);
+    let mut out = Vec::new();
+    diff("", &a, &b, &mut out);
+    out.retain(|f| {
+        !RESUME_FREE_FIELDS
+            .iter()
+            .any(|free| f == free || f.starts_with(&format!("{free}.")))
+    });
+    Ok(out)
+}
+
+fn diff(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match (a, b) {
+        (toml::Value::Table(ta), toml::Value::Table(tb)) => {
+            let mut keys: Vec<&String> = ta.keys().chain(tb.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                match (ta.get(k), tb.get(k)) {
+                    (Some(x), Some(y)) => diff(&join(k), x, y, out),
+                    _ => out.push(join(k)),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
+    }
+}

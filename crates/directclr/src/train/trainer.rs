@@ -1,0 +1,450 @@
+//! The one training loop of every method of Table 1.
+//!
+//! Per batch: two views (u8 from the loader, normalised on the device) → r1, r2 = f(x1), f(x2)
+//! (two forwards, so each view has its own BN statistics, as the authors' code) → z = head(r)
+//! → InfoNCE(z1, z2) + the online probe's cross-entropy on detached r1 → backward → one step
+//! of the optimiser with the scheduled learning rate.
+//!
+//! Repeatability: `tch::manual_seed(seed)` precedes the construction of the models (their only
+//! use of libtorch's generator); data order and augmentations are functions of (seed, epoch,
+//! sample index) in the loader. A checkpoint therefore needs only the tensors and (epoch, step,
+//! seed) for a resumed run to continue exactly as the uninterrupted one (on the CPU, bit for
+//! bit, with the same number of threads).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use tch::{nn, Device, Kind, Tensor};
+
+use super::config::CheckedConfig;
+use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
+use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
+use crate::model::{load_state, Head, OnlineProbe, ResNet};
+use crate::optim::{trainable_variables, Optimizer};
+use crate::{Error, Result};
+
+/// How to run (not part of the configuration: they do not change the weights).
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run folder.
+    pub out: PathBuf,
+    /// Require a checkpoint in `out` to resume from (a folder with a checkpoint resumes even
+    /// without it).
+    pub resume: bool,
+}
+
+/// What the loop reports while it runs (for progress lines; the metrics file is written by
+/// the loop itself).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The run starts or resumes.
+    Start {
+        /// First epoch to run (0 for a new run).
+        epoch: usize,
+        /// Steps already done.
+        step: usize,
+        /// Steps of the whole run.
+        total_steps: usize,
+        /// Steps per epoch.
+        steps_per_epoch: usize,
+        /// Samples in the dataset (after `data.limit`).
+        samples: usize,
+        /// The device.
+        device: Device,
+    },
+    /// A step finished (no value is read back from the device for this event).
+    Step {
+        /// Epoch of the step.
+        epoch: usize,
+        /// Steps done over the run.
+        step: usize,
+        /// Steps of the whole run.
+        total_steps: usize,
+        /// Its learning rate.
+        lr: f64,
+    },
+    /// A metrics line was written.
+    Metrics(MetricsLine),
+    /// A checkpoint was written after `epoch` epochs.
+    Checkpoint {
+        /// Epochs completed.
+        epoch: usize,
+    },
+}
+
+/// The outcome of [`train`].
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// The run folder.
+    pub out: PathBuf,
+    /// The epoch the run (re)started from (0 for a new run).
+    pub started_at_epoch: usize,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Optimiser steps completed.
+    pub steps: usize,
+    /// The last epoch's metrics, if an epoch ran in this call.
+    pub last_epoch: Option<MetricsLine>,
+}
+
+/// Sums over steps kept on the device, read back only when a line is logged.
+struct Window {
+    loss: Tensor,
+    probe_loss: Tensor,
+    probe_acc: Tensor,
+    steps: usize,
+    samples: usize,
+    since: Instant,
+    probe: bool,
+}
+
+impl Window {
+    fn new(device: Device, probe: bool) -> Result<Self> {
+        let z = || Tensor::f_zeros([], (Kind::Double, device));
+        Ok(Window {
+            loss: z()?,
+            probe_loss: z()?,
+            probe_acc: z()?,
+            steps: 0,
+            samples: 0,
+            since: Instant::now(),
+            probe,
+        })
+    }
+
+    fn add(
+        &mut self,
+        loss: &Tensor,
+        probe: Option<&(Tensor, Tensor)>,
+        samples: usize,
+    ) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        let _ = self
+            .loss
+            .f_add_(&loss.f_detach()?.f_to_kind(Kind::Double)?)?;
+        if let Some((l, a)) = probe {
+            let _ = self
+                .probe_loss
+                .f_add_(&l.f_detach()?.f_to_kind(Kind::Double)?)?;
+            let _ = self.probe_acc.f_add_(&a.f_to_kind(Kind::Double)?)?;
+        }
+        self.steps += 1;
+        self.samples += samples;
+        Ok(())
+    }
+
+    /// Reads the means back (synchronising the device) and checks that the loss is finite.
+    fn line(
+        &self,
+        kind: MetricsKind,
+        epoch: usize,
+        step: usize,
+        lr: f64,
+        last_checkpoint: Option<usize>,
+        out: &Path,
+    ) -> Result<MetricsLine> {
+        let n = self.steps.max(1) as f64;
+        let loss = self.loss.f_double_value(&[])? / n;
+        let probe_loss = self.probe_loss.f_double_value(&[])? / n;
+        if !loss.is_finite() || !probe_loss.is_finite() {
+            let kept = match last_checkpoint {
+                Some(e) => format!(
+                    "the last good checkpoint (after epoch {e}) is kept in `{}`",
+                    out.display()
+                ),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            return Err(Error::Numerical {
+                context: format!("training epoch {epoch}, up to step {step}"),
+                reason: format!(
+                    "the loss became non-finite (InfoNCE mean {loss}, probe mean {probe_loss}); \
+                     the run stops, {kept}; lower the learning rate or check the data"
+                ),
+            });
+        }
+        let secs = self.since.elapsed().as_secs_f64();
+        Ok(MetricsLine {
+            kind,
+            epoch,
+            step,
+            loss,
+            probe_loss: self.probe.then_some(probe_loss),
+            probe_acc: if self.probe {
+                Some(self.probe_acc.f_double_value(&[])? / n)
+            } else {
+                None
+            },
+            lr,
+            images_per_s: if secs > 0.0 {
+                self.samples as f64 / secs
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+/// The models of a run, built under one variable store.
+struct Models {
+    _vs: nn::VarStore,
+    encoder: ResNet,
+    head: Head,
+    probe: Option<OnlineProbe>,
+    optimizer: Optimizer,
+}
+
+impl Models {
+    /// Every tensor of the run's state under the checkpoint's prefixes.
+    fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let mut add = |prefix: &str, ts: &[(String, Tensor)]| {
+            out.extend(
+                ts.iter()
+                    .map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())),
+            )
+        };
+        add("encoder.", self.encoder.named_tensors());
+        add("head.", self.head.named_tensors());
+        if let Some(p) = &self.probe {
+            add("probe.", p.named_tensors());
+        }
+        add("momentum.", &self.optimizer.momentum_state());
+        out
+    }
+
+    fn restore(&mut self, ckpt: &super::run_dir::Checkpoint, file: &Path) -> Result<()> {
+        let what = |part: &str| format!("{part} from checkpoint `{}`", file.display());
+        load_state(
+            self.encoder.named_tensors(),
+            &ckpt.section("encoder."),
+            &[],
+            &what("encoder"),
+        )?;
+        load_state(
+            self.head.named_tensors(),
+            &ckpt.section("head."),
+            &[],
+            &what("head"),
+        )?;
+        let probe = ckpt.section("probe.");
+        match &self.probe {
+            Some(p) => {
+                load_state(p.named_tensors(), &probe, &[], &what("probe"))?;
+            }
+            None if !probe.is_empty() => {
+                return Err(Error::StateMismatch {
+                    what: what("probe"),
+                    reason: "the checkpoint holds a probe, the run has none".into(),
+                })
+            }
+            None => {}
+        }
+        self.optimizer
+            .load_momentum_state(&ckpt.section("momentum."))
+    }
+
+    /// Checks that every trainable parameter is finite (before a checkpoint is written).
+    fn check_finite(&self, vs_params: &[(String, Tensor)], epoch: usize) -> Result<()> {
+        let _g = tch::no_grad_guard();
+        for (name, t) in vs_params {
+            if !bool::try_from(t.f_isfinite()?.f_all()?)? {
+                return Err(Error::Numerical {
+                    context: format!("end of epoch {epoch}"),
+                    reason: format!(
+                        "parameter `{name}` holds non-finite values; the run stops without \
+                         writing a checkpoint (the previous one is kept)"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Trains (or resumes) the run of `config` in `opts.out`, calling `on_event` as it goes.
+pub fn train(
+    config: &CheckedConfig,
+    opts: &RunOptions,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Summary> {
+    let c = config.config();
+    let device = c.device.resolve()?;
+    let opened = RunDir::open(&opts.out, c, opts.resume)?;
+    let dataset = config.read_dataset()?;
+    let classes = dataset.class_names().len() as i64;
+    let samples = dataset.len();
+    let transform = Transform::Views(config.recipe().clone());
+    let norms = [transform.normalize(0), transform.normalize(1)];
+    let loader = Loader::new(
+        dataset,
+        transform,
+        LoaderConfig {
+            batch_size: c.batch_size,
+            workers: c.workers,
+            prefetch: 4,
+            seed: c.seed,
+            shuffle: true,
+            drop_last: true,
+            shard: Shard::SINGLE,
+            output: OutputKind::U8,
+            pin_memory: device.is_cuda(),
+            bad_images: BadImagePolicy::Skip,
+        },
+    )?;
+    let steps_per_epoch = loader.batches_per_epoch();
+    let schedule = c
+        .schedule
+        .build(c.batch_size, steps_per_epoch, c.epochs)
+        .map_err(|e| match e {
+            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
+                field: format!("schedule.{field}"),
+                reason,
+            },
+            other => other,
+        })?;
+    let total_steps = steps_per_epoch * c.epochs;
+
+    // Models: the seed fixes their initialisation (a resumed run overwrites it).
+    tch::manual_seed(c.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let root = vs.root();
+    let encoder = c.model.build(&root.sub("encoder"))?;
+    let head = c.method.build(&root.sub("head"), config.feat_dim())?;
+    let probe = if c.probe {
+        Some(OnlineProbe::new(
+            &root.sub("probe"),
+            config.feat_dim(),
+            classes,
+        )?)
+    } else {
+        None
+    };
+    let params = trainable_variables(&vs);
+    let optimizer = c.optimizer.build(
+        params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect(),
+    )?;
+    let mut models = Models {
+        _vs: vs,
+        encoder,
+        head,
+        probe,
+        optimizer,
+    };
+
+    let (run, mut epoch, mut step) = match opened {
+        Opened::Fresh(run) => (run, 0, 0),
+        Opened::Resume(run, ckpt) => {
+            let file = run.path(super::run_dir::CHECKPOINT_FILE);
+            models.restore(&ckpt, &file)?;
+            let Progress { epoch, step, .. } = ckpt.progress;
+            if step != epoch * steps_per_epoch {
+                return Err(Error::StateMismatch {
+                    what: format!("checkpoint `{}`", file.display()),
+                    reason: format!(
+                        "{step} steps after {epoch} epochs, but an epoch now has \
+                         {steps_per_epoch} steps (did the dataset change?)"
+                    ),
+                });
+            }
+            (run, epoch, step)
+        }
+    };
+    let started_at_epoch = epoch;
+    let mut last_checkpoint = (epoch > 0).then_some(epoch);
+    on_event(&Event::Start {
+        epoch,
+        step,
+        total_steps,
+        steps_per_epoch,
+        samples,
+        device,
+    });
+
+    let mut last_epoch = None;
+    let mut lr = schedule.lr(step);
+    while epoch < c.epochs {
+        let mut window = Window::new(device, c.probe)?;
+        let mut epoch_window = Window::new(device, c.probe)?;
+        for batch in loader.epoch(epoch as u64) {
+            let batch = batch?;
+            lr = schedule.lr(step);
+            let n = batch.labels.size()[0] as usize;
+            let x1 = norms[0].apply_tensor(&batch.views[0].f_to_device(device)?);
+            let x2 = norms[1].apply_tensor(&batch.views[1].f_to_device(device)?);
+            let r1 = models.encoder.forward_t(&x1, true)?; // [n, D]
+            let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
+            let z1 = models.head.embed(&r1, true)?; // [n, d]
+            let z2 = models.head.embed(&r2, true)?; // [n, d]
+            let loss = c.loss.loss(&z1, &z2)?; // []
+            let probe = match &models.probe {
+                Some(p) => Some(p.loss_and_accuracy(&r1, &batch.labels.f_to_device(device)?)?),
+                None => None,
+            };
+            let total = match &probe {
+                Some((pl, _)) => loss.f_add(pl)?,
+                None => loss.shallow_clone(),
+            };
+            models.optimizer.zero_grad();
+            total.f_backward()?;
+            models.optimizer.step(lr)?;
+            step += 1;
+            window.add(&loss, probe.as_ref(), n)?;
+            epoch_window.add(&loss, probe.as_ref(), n)?;
+            on_event(&Event::Step {
+                epoch,
+                step,
+                total_steps,
+                lr,
+            });
+            if step % c.log.every_steps == 0 {
+                let line = window.line(
+                    MetricsKind::Step,
+                    epoch,
+                    step,
+                    lr,
+                    last_checkpoint,
+                    run.root(),
+                )?;
+                run.append_metrics(&line)?;
+                on_event(&Event::Metrics(line));
+                window = Window::new(device, c.probe)?;
+            }
+        }
+        let line = epoch_window.line(
+            MetricsKind::Epoch,
+            epoch,
+            step,
+            lr,
+            last_checkpoint,
+            run.root(),
+        )?;
+        run.append_metrics(&line)?;
+        on_event(&Event::Metrics(line.clone()));
+        last_epoch = Some(line);
+        epoch += 1;
+        if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {
+            models.check_finite(&params, epoch)?;
+            run.write_checkpoint(
+                Progress {
+                    epoch,
+                    step,
+                    seed: c.seed,
+                },
+                &models.checkpoint_tensors(),
+                models.encoder.named_tensors(),
+            )?;
+            last_checkpoint = Some(epoch);
+            on_event(&Event::Checkpoint { epoch });
+        }
+    }
+    Ok(Summary {
+        out: run.root().to_path_buf(),
+        started_at_epoch,
+        epochs: epoch,
+        steps: step,
+        last_epoch,
+    })
+}
