@@ -7,7 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn fashion_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/fashion-mnist")
+    // The subset shipped in the repository (data/fashion-mnist-subset).
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
 }
 
 /// A tiny DirectCLR run: 48 images, batch 16 (3 steps an epoch), ResNet-18 of width 1/16
