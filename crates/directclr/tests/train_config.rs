@@ -162,3 +162,28 @@ fn only_fields_that_change_the_weights_forbid_a_resume() {
         vec!["method.d0", "schedule.lr", "seed"]
     );
 }
+
+#[test]
+fn precision_defaults_to_bf16_channels_last_and_can_be_switched_off() {
+    use directclr::train::{AutocastDtype, PrecisionConfig};
+    assert_eq!(
+        minimal().precision,
+        PrecisionConfig {
+            autocast: AutocastDtype::Bf16,
+            channels_last: true
+        }
+    );
+    let text = format!("{MINIMAL}[precision]\nautocast = \"off\"\nchannels_last = false\n");
+    let c = TrainConfig::from_toml(&text, Path::new("p.toml")).unwrap();
+    assert_eq!(
+        c.precision,
+        PrecisionConfig {
+            autocast: AutocastDtype::Off,
+            channels_last: false
+        }
+    );
+    let bad = format!("{MINIMAL}[precision]\nautocast = \"fp8\"\n");
+    assert!(TrainConfig::from_toml(&bad, Path::new("p.toml")).is_err());
+    // Precision changes the numbers on CUDA, so it is not a resume-free field.
+    assert!(!differing_fields(&minimal(), &c).unwrap().is_empty());
+}

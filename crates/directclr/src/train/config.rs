@@ -124,6 +124,36 @@ pub struct DataConfig {
     pub limit: Option<usize>,
 }
 
+/// The lower precision of autocast on CUDA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AutocastDtype {
+    /// No autocast: f32 throughout.
+    Off,
+    /// bfloat16 (the authors' mixed precision; needs no loss scaling).
+    Bf16,
+}
+
+/// Mixed precision and memory order. They apply on CUDA devices only: CPU runs stay in f32 with
+/// the default layout, so that they repeat bit for bit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrecisionConfig {
+    /// Autocast dtype for the forward pass and the loss (through the C++ shim).
+    pub autocast: AutocastDtype,
+    /// Keep images and convolution weights channels-last (NHWC), cuDNN's fastest layout.
+    pub channels_last: bool,
+}
+
+impl Default for PrecisionConfig {
+    fn default() -> Self {
+        PrecisionConfig {
+            autocast: AutocastDtype::Bf16,
+            channels_last: true,
+        }
+    }
+}
+
 /// Checkpoint settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -193,6 +223,9 @@ pub struct TrainConfig {
     /// The learning-rate schedule.
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    /// Mixed precision and memory order on CUDA.
+    #[serde(default)]
+    pub precision: PrecisionConfig,
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,

@@ -7,8 +7,8 @@ mod run_dir;
 mod trainer;
 
 pub use config::{
-    differing_fields, CheckedConfig, CheckpointConfig, DataConfig, DataSource, LogConfig,
-    Overrides, TrainConfig, RESUME_FREE_FIELDS,
+    differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
+    LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
 };
 pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,

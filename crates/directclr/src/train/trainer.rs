@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::config::CheckedConfig;
+use super::config::{AutocastDtype, CheckedConfig};
 use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
 use crate::model::{load_state, Head, OnlineProbe, ResNet};
 use crate::optim::{trainable_variables, Optimizer};
+use crate::precision::{to_channels_last, Autocast, LowPrecision};
 use crate::{Error, Result};
 
 /// How to run (not part of the configuration: they do not change the weights).
@@ -319,6 +320,21 @@ pub fn train(
     } else {
         None
     };
+    // On CUDA: convolution weights channels-last (values unchanged), inputs likewise below.
+    let cuda = matches!(device, tch::Device::Cuda(_));
+    let channels_last = cuda && c.precision.channels_last;
+    let autocast = match c.precision.autocast {
+        AutocastDtype::Bf16 if cuda => Some(LowPrecision::Bf16),
+        _ => None,
+    };
+    if channels_last {
+        for (_, mut t) in vs.variables() {
+            if t.dim() == 4 {
+                let cl = to_channels_last(&t)?;
+                tch::no_grad(|| t.set_data(&cl));
+            }
+        }
+    }
     let params = trainable_variables(&vs);
     let optimizer = c.optimizer.build(
         params
@@ -372,16 +388,25 @@ pub fn train(
             let batch = batch?;
             lr = schedule.lr(step);
             let n = batch.labels.size()[0] as usize;
-            let x1 = norms[0].apply_tensor(&batch.views[0].f_to_device(device)?);
-            let x2 = norms[1].apply_tensor(&batch.views[1].f_to_device(device)?);
-            let r1 = models.encoder.forward_t(&x1, true)?; // [n, D]
-            let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
-            let z1 = models.head.embed(&r1, true)?; // [n, d]
-            let z2 = models.head.embed(&r2, true)?; // [n, d]
-            let loss = c.loss.loss(&z1, &z2)?; // []
-            let probe = match &models.probe {
-                Some(p) => Some(p.loss_and_accuracy(&r1, &batch.labels.f_to_device(device)?)?),
-                None => None,
+            let mut x1 = norms[0].apply_tensor(&batch.views[0].f_to_device(device)?);
+            let mut x2 = norms[1].apply_tensor(&batch.views[1].f_to_device(device)?);
+            if channels_last {
+                x1 = to_channels_last(&x1)?;
+                x2 = to_channels_last(&x2)?;
+            }
+            // The forward pass and the losses under autocast (CUDA, bf16); backward outside.
+            let (loss, probe) = {
+                let _autocast = autocast.map(|d| Autocast::enter(device, d)).transpose()?;
+                let r1 = models.encoder.forward_t(&x1, true)?; // [n, D]
+                let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
+                let z1 = models.head.embed(&r1, true)?; // [n, d]
+                let z2 = models.head.embed(&r2, true)?; // [n, d]
+                let loss = c.loss.loss(&z1, &z2)?; // []
+                let probe = match &models.probe {
+                    Some(p) => Some(p.loss_and_accuracy(&r1, &batch.labels.f_to_device(device)?)?),
+                    None => None,
+                };
+                (loss, probe)
             };
             let total = match &probe {
                 Some((pl, _)) => loss.f_add(pl)?,
