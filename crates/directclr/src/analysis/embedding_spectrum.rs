@@ -8,9 +8,9 @@
 //! the same accumulator, so both give the same numbers.
 //!
 //! How it is computed, and why it is both accurate and fast:
-//! - every chunk is converted to f64 on its device before anything else, so the only f32 (or
+//! - every chunk is converted to f64 (on the accumulator's device) before anything else, so the only f32 (or
 //!   bf16) rounding is that of the embeddings themselves;
-//! - the data are shifted by the mean of the first chunk, s, and the Gram matrix
+//! - the data are shifted by the mean of the first rows (up to 2^22 values), s, and the Gram matrix
 //!   Σ (z − s)(z − s)ᵀ and the sum Σ (z − s) are accumulated; the covariance is then the rank-1
 //!   correction C = G/N − m mᵀ with m = mean(z) − s. The shift keeps m small, so the
 //!   correction does not cancel digits even when the embeddings share a large mean (as
@@ -67,15 +67,35 @@ pub struct CovarianceAccumulator {
 
 #[derive(Debug)]
 struct State {
-    device: Device,
     dim: i64,
     count: i64,
-    /// The mean of the first chunk, s. [D]
+    /// The mean of the first block of rows, s. [D]
     shift: Tensor,
     /// Σ (z − s). [D]
     sum: Tensor,
     /// Lower triangle (and full diagonal blocks) of Σ (z − s)(z − s)ᵀ. [D, D]
     gram: Tensor,
+    /// Scratch for one block converted to f64. [BLOCK_ELEMENTS / D, D]
+    buffer: Tensor,
+}
+
+impl State {
+    fn new(device: Device, dim: i64) -> Result<Self> {
+        let options = (Kind::Double, device);
+        Ok(Self {
+            dim,
+            count: 0,
+            shift: Tensor::f_zeros([dim], options)?,
+            sum: Tensor::f_zeros([dim], options)?,
+            gram: Tensor::f_zeros([dim, dim], options)?,
+            buffer: Tensor::f_empty([block_rows(dim), dim], options)?,
+        })
+    }
+}
+
+/// Rows per block for embeddings of dimension `dim`.
+fn block_rows(dim: i64) -> i64 {
+    (BLOCK_ELEMENTS / dim.max(1)).max(1)
 }
 
 impl CovarianceAccumulator {
@@ -118,7 +138,7 @@ impl CovarianceAccumulator {
         if n == 0 {
             return Ok(());
         }
-        let block = (BLOCK_ELEMENTS / d.max(1)).max(1);
+        let block = block_rows(d);
         let mut start = 0;
         while start < n {
             let len = block.min(n - start);
@@ -128,37 +148,33 @@ impl CovarianceAccumulator {
         Ok(())
     }
 
-    /// One block of at most `BLOCK_ELEMENTS` entries. [n, D]
+    /// One block of at most `BLOCK_ELEMENTS` entries, n ≥ 1 rows. [n, D]
     fn update_block(&mut self, block: &Tensor) -> Result<()> {
-        let device = self.state.as_ref().map_or(block.device(), |s| s.device);
-        let mut x = block.f_to_device_(device, Kind::Double, false, false)?; // [n, D]
+        let n = block.size()[0];
+        let state = match &mut self.state {
+            Some(state) => state,
+            slot @ None => slot.insert(State::new(block.device(), block.size()[1])?),
+        };
+        // Converted to f64 on the accumulator's device into the reused buffer.
+        let mut x = state.buffer.f_narrow(0, 0, n)?; // [n, D]
+        x.f_copy_(block)?;
         if self.rows == RowNormalisation::L2 {
             let norms = x
                 .f_norm_scalaropt_dim(2, [1i64], true)?
                 .f_clamp_min(1e-12)?; // [n, 1]
-            x = x.f_div(&norms)?;
+            let _ = x.f_div_(&norms)?;
         }
-        let state = match &mut self.state {
-            Some(state) => state,
-            slot @ None => {
-                let d = x.size()[1];
-                let options = (Kind::Double, device);
-                slot.insert(State {
-                    device,
-                    dim: d,
-                    count: 0,
-                    shift: x.f_mean_dim(&[0i64][..], false, Kind::Double)?,
-                    sum: Tensor::f_zeros([d], options)?,
-                    gram: Tensor::f_zeros([d, d], options)?,
-                })
-            }
-        };
-        let y = x.f_sub(&state.shift)?; // [n, D]
+        if state.count == 0 {
+            state
+                .shift
+                .f_copy_(&x.f_mean_dim(&[0i64][..], false, Kind::Double)?)?;
+        }
+        let _ = x.f_sub_(&state.shift)?; // z − s
         let _ = state
             .sum
-            .f_add_(&y.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?)?;
-        lower_gram_update(&mut state.gram, &y, 0, state.dim, self.leaf_width)?;
-        state.count += y.size()[0];
+            .f_add_(&x.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?)?;
+        lower_gram_update(&mut state.gram, &x, 0, state.dim, self.leaf_width)?;
+        state.count += n;
         Ok(())
     }
 
@@ -266,6 +282,13 @@ pub fn embedding_moments(z: &Tensor, rows: RowNormalisation) -> Result<Moments> 
 
 /// The eigenvalues of a symmetric matrix in descending order, computed in f64 on its device
 /// (only its lower triangle is read).
+///
+/// On the CPU, LAPACK's solver (MKL's `dsyevd` in libtorch) runs on one thread: its
+/// tridiagonal reduction synchronises its threads once per column, and with more threads than
+/// idle cores (a data loader or another process busy) every barrier waits for a descheduled
+/// thread — 2048 × 2048 took 2–5 s on two threads of a busy 2-core machine against 0.55 s on
+/// one. Uncontended, two threads save about 0.2 s there; the matrix products, which do scale,
+/// keep all threads.
 /// # Shapes
 /// a: [D, D] → D values
 pub fn symmetric_eigenvalues(a: &Tensor) -> Result<Vec<f64>> {
@@ -282,13 +305,54 @@ pub fn symmetric_eigenvalues(a: &Tensor) -> Result<Vec<f64>> {
             format!("expected floating-point values, got {:?}", a.kind()),
         ));
     }
-    let ascending = a
-        .f_to_kind(Kind::Double)?
-        .f_linalg_eigvalsh("L")?
-        .f_to(Device::Cpu)?;
+    let a = a.f_to_kind(Kind::Double)?;
+    let ascending = if a.device() == Device::Cpu {
+        let _one_thread = SingleThreadedMkl::new();
+        a.f_linalg_eigvalsh("L")?
+    } else {
+        a.f_linalg_eigvalsh("L")?.f_to(Device::Cpu)?
+    };
     let mut values = Vec::<f64>::try_from(&ascending)?;
     values.reverse();
     Ok(values)
+}
+
+/// Restricts MKL calls of the current thread to one thread while alive (through MKL's
+/// thread-local setting, which libtorch's MKL exports); does nothing where libtorch was built
+/// without MKL.
+struct SingleThreadedMkl {
+    restore: Option<(SetThreadsLocal, libc::c_int)>,
+}
+
+/// `MKL_Set_Num_Threads_Local(n)`: sets the calling thread's MKL thread count (0: back to the
+/// global one) and returns the previous setting.
+type SetThreadsLocal = unsafe extern "C" fn(libc::c_int) -> libc::c_int;
+
+impl SingleThreadedMkl {
+    fn new() -> Self {
+        static SET: std::sync::OnceLock<Option<SetThreadsLocal>> = std::sync::OnceLock::new();
+        let set = *SET.get_or_init(|| {
+            // SAFETY: a symbol lookup in the already loaded objects; the symbol, where present,
+            // is MKL's C entry point with the signature of `SetThreadsLocal`.
+            unsafe {
+                let f = libc::dlsym(libc::RTLD_DEFAULT, c"MKL_Set_Num_Threads_Local".as_ptr());
+                (!f.is_null()).then(|| std::mem::transmute::<*mut libc::c_void, SetThreadsLocal>(f))
+            }
+        });
+        // SAFETY: MKL's documented C interface; it only changes the calling thread's setting.
+        Self {
+            restore: set.map(|set| (set, unsafe { set(1) })),
+        }
+    }
+}
+
+impl Drop for SingleThreadedMkl {
+    fn drop(&mut self) {
+        if let Some((set, previous)) = self.restore {
+            // SAFETY: as in `new`.
+            unsafe { set(previous) };
+        }
+    }
 }
 
 /// Checks that `t` is a [N, D] matrix of floating-point values and returns (N, D).
@@ -369,6 +433,22 @@ mod tests {
             let diff = (gram.tril(0) - full.tril(0)).abs().max().double_value(&[]);
             assert!(diff < 1e-12, "leaf {leaf}: {diff}");
         }
+    }
+
+    #[test]
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    fn mkl_thread_setting_is_found_and_restored() {
+        // libtorch's x86-64 Linux builds use MKL; without it the guard would silently do nothing.
+        let guard = SingleThreadedMkl::new();
+        let (set, previous) = guard
+            .restore
+            .expect("MKL_Set_Num_Threads_Local in libtorch");
+        // SAFETY: as in `SingleThreadedMkl::new`.
+        assert_eq!(unsafe { set(1) }, 1);
+        drop(guard);
+        // SAFETY: as above.
+        let now = unsafe { set(previous) };
+        assert_eq!(now, previous);
     }
 
     #[test]
