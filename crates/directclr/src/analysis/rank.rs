@@ -189,7 +189,10 @@ pub struct RankMetrics {
     /// Whether rows were L2-normalised first.
     pub rows: RowNormalisation,
     /// RankMe / effective rank of the singular values of the embedding matrix
-    /// ([`effective_rank`]).
+    /// ([`effective_rank`]). The singular values come from the f64 Gram matrix
+    /// ([`Moments::singular_values`]), so zero ones read as about 1e-8 σ₁: for a
+    /// rank-deficient matrix this is within about 1e-6 (relative) of the exact-SVD value (a
+    /// float32 SVD reads zero singular values as about 1e-7 σ₁).
     pub effective_rank: f64,
     /// ‖Z‖²_F / ‖Z‖²₂ ([`stable_rank`]).
     pub stable_rank: f64,
