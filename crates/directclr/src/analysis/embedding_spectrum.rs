@@ -228,7 +228,7 @@ impl Moments {
 
     /// The mean embedding z̄ (after the row normalisation, if any).
     /// # Shapes
-    /// → [D], f64
+    /// → `[D]`, f64
     pub fn mean(&self) -> &Tensor {
         &self.mean
     }

@@ -1,7 +1,8 @@
 //! Covariance spectra (Eqn 1) and collapse metrics.
 //!
-//! - [`spectrum`](covariance_eigenvalues): small nalgebra matrices (the theory lab's toy models).
-//! - [`embedding_spectrum`]: the spectrum of the paper's figures for large embedding tensors,
+//! - [`covariance`], [`covariance_eigenvalues`]: small nalgebra matrices (the theory lab's toy
+//!   models).
+//! - [`embedding_spectrum()`]: the spectrum of the paper's figures for large embedding tensors,
 //!   one-shot or accumulated over chunks ([`CovarianceAccumulator`]), in f64.
 //! - [`RankMetrics`]: RankMe / effective rank, α-ReQ, stable rank, participation ratio and
 //!   collapsed dimensions, each also a pure function of a spectrum.
