@@ -117,6 +117,16 @@ fn low_precision_inputs_are_read_exactly() {
 }
 
 #[test]
+fn embeddings_that_require_grad_leave_no_graph() {
+    let z = gaussian(64, 8, 7).set_requires_grad(true);
+    let moments = embedding_moments(&(&z * 2.0), RowNormalisation::L2).unwrap();
+    assert!(!moments.covariance().requires_grad() && !moments.mean().requires_grad());
+    assert_eq!(moments.rows(), RowNormalisation::L2);
+    let plain = embedding_spectrum(&z.detach(), RowNormalisation::L2).unwrap();
+    assert_eq!(moments.covariance_eigenvalues().unwrap(), plain);
+}
+
+#[test]
 fn known_small_cases() {
     // One embedding: zero covariance, exactly.
     let one = Tensor::from_slice(&[3.0f32, -1.0, 2.0]).reshape([1, 3]);

@@ -139,13 +139,16 @@ impl CovarianceAccumulator {
             return Ok(());
         }
         let block = block_rows(d);
-        let mut start = 0;
-        while start < n {
-            let len = block.min(n - start);
-            self.update_block(&chunk.f_narrow(0, start, len)?)?;
-            start += len;
-        }
-        Ok(())
+        // No autograd graph: embeddings straight from a model's forward may require grad.
+        tch::no_grad(|| {
+            let mut start = 0;
+            while start < n {
+                let len = block.min(n - start);
+                self.update_block(&chunk.f_narrow(0, start, len)?)?;
+                start += len;
+            }
+            Ok(())
+        })
     }
 
     /// One block of at most `BLOCK_ELEMENTS` entries, n ≥ 1 rows. [n, D]
@@ -205,6 +208,7 @@ impl CovarianceAccumulator {
             });
         }
         Ok(Moments {
+            rows: self.rows,
             count: state.count,
             mean,
             covariance,
@@ -215,12 +219,18 @@ impl CovarianceAccumulator {
 /// The first two moments of a set of N embeddings, in f64 on the device they were computed on.
 #[derive(Debug)]
 pub struct Moments {
+    rows: RowNormalisation,
     count: i64,
     mean: Tensor,
     covariance: Tensor,
 }
 
 impl Moments {
+    /// The preprocessing of the rows these moments are of.
+    pub fn rows(&self) -> RowNormalisation {
+        self.rows
+    }
+
     /// The number of embeddings N.
     pub fn count(&self) -> i64 {
         self.count
@@ -305,13 +315,15 @@ pub fn symmetric_eigenvalues(a: &Tensor) -> Result<Vec<f64>> {
             format!("expected floating-point values, got {:?}", a.kind()),
         ));
     }
-    let a = a.f_to_kind(Kind::Double)?;
-    let ascending = if a.device() == Device::Cpu {
-        let _one_thread = SingleThreadedMkl::new();
-        a.f_linalg_eigvalsh("L")?
-    } else {
-        a.f_linalg_eigvalsh("L")?.f_to(Device::Cpu)?
-    };
+    let ascending = tch::no_grad(|| -> Result<Tensor> {
+        let a = a.f_to_kind(Kind::Double)?;
+        Ok(if a.device() == Device::Cpu {
+            let _one_thread = SingleThreadedMkl::new();
+            a.f_linalg_eigvalsh("L")?
+        } else {
+            a.f_linalg_eigvalsh("L")?.f_to(Device::Cpu)?
+        })
+    })?;
     let mut values = Vec::<f64>::try_from(&ascending)?;
     values.reverse();
     Ok(values)

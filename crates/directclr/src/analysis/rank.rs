@@ -213,22 +213,30 @@ impl RankMetrics {
     /// # Shapes
     /// z: [N, D] (any floating kind, any device), N ≥ 1
     pub fn from_embeddings(z: &Tensor, options: &RankOptions) -> Result<Self> {
-        Self::from_moments(&embedding_moments(z, options.rows)?, options)
+        Self::from_moments(
+            &embedding_moments(z, options.rows)?,
+            options.collapse_threshold,
+        )
     }
 
     /// All metrics from accumulated moments (see
-    /// [`CovarianceAccumulator`](super::CovarianceAccumulator)); `options.rows` is recorded
-    /// and must be what the moments were accumulated with.
-    pub fn from_moments(moments: &Moments, options: &RankOptions) -> Result<Self> {
+    /// [`CovarianceAccumulator`](super::CovarianceAccumulator)), with their row
+    /// normalisation, counting λ_k / λ₁ < `collapse_threshold` as collapsed.
+    pub fn from_moments(moments: &Moments, collapse_threshold: f64) -> Result<Self> {
         let eigenvalues = moments.covariance_eigenvalues()?;
         let singular_values = moments.singular_values()?;
-        let mut metrics = Self::from_spectra(&eigenvalues, &singular_values, options)?;
+        let options = RankOptions {
+            rows: moments.rows(),
+            collapse_threshold,
+        };
+        let mut metrics = Self::from_spectra(&eigenvalues, &singular_values, &options)?;
         metrics.samples = moments.count();
         Ok(metrics)
     }
 
     /// All metrics from the two spectra: covariance eigenvalues (Eqn 1) and singular values
-    /// of the (uncentred) embedding matrix. `samples` is left at 0.
+    /// of the (uncentred) embedding matrix, both after `options.rows`, which is recorded.
+    /// `samples` is left at 0.
     /// # Shapes
     /// eigenvalues: D values in descending order; singular_values: D values
     pub fn from_spectra(
