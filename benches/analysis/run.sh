@@ -23,6 +23,7 @@ data="${BENCH_DATA:-$HOME/.cache/directclr/bench-analysis}"
 n="${N:-50000}" d="${D:-2048}" repeats="${REPEATS:-3}" rounds="${ROUNDS:-2}"
 cargo build --release -q -p directclr --example analysis_spectrum
 bin="$root/target/release/examples/analysis_spectrum"
+rev="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates || echo "+changes")"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 py_runs=() our_runs=()
@@ -51,7 +52,7 @@ t_ours=$(our_best ours_seconds) t_chunked=$(our_best ours_chunked_seconds)
 cpu=$(grep -m1 "model name" /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 table=$(cat <<TABLE
 Spectrum of $n × $d float32 embeddings (L2 rows, covariance Eqn 1, eigenvalues) — best of $repeats × $rounds rounds
-$(date -u +%Y-%m-%d), $cpu, $(nproc) cores, load average $load_before → $load_after; numpy $(py_best numpy), PyTorch $(py_best torch) ($(py_best torch_threads) threads); directclr $(git rev-parse --short HEAD), libtorch $(basename "$(dirname "$LIBTORCH")" | sed 's/libtorch-//') ($(our_best threads) threads)
+$(date -u +%Y-%m-%d), $cpu, $(nproc) cores, load average $load_before → $load_after; numpy $(py_best numpy), PyTorch $(py_best torch) ($(py_best torch_threads) threads); directclr $rev, libtorch $(basename "$(dirname "$LIBTORCH")" | sed 's/libtorch-//') ($(our_best threads) threads)
 
 | | numpy f64 | PyTorch f64 | directclr one-shot | directclr in chunks of 4096 |
 |---|---|---|---|---|
