@@ -58,7 +58,10 @@ pub fn effective_rank(singular_values: &[f64]) -> Result<f64> {
 /// length). Larger α: faster decay, fewer effective dimensions.
 ///
 /// Errors if fewer than two ranks are available (fewer than 6 eigenvalues) or if an eigenvalue
-/// in the fitted range is not positive (a collapsed spectrum has no logarithm there).
+/// in the fitted range is not positive (a collapsed spectrum has no logarithm there). A
+/// spectrum collapsed inside the fitted range but left with tiny positive round-off values
+/// (λ_k/λ₁ ~ 1e-16) does get a slope, dominated by that round-off: read α-ReQ together with
+/// [`collapsed_dimensions`].
 /// # Shapes
 /// eigenvalues: D covariance eigenvalues (Eqn 1), in any order (sorted descending here)
 pub fn alpha_req(eigenvalues: &[f64]) -> Result<f64> {
