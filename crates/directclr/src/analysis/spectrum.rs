@@ -20,7 +20,7 @@ pub fn covariance(z: &DMatrix<f64>) -> DMatrix<f64> {
 /// The eigenvalues of the covariance (Eqn 1) of `z`, in descending order (Figure 2's spectrum
 /// before its log). Values below zero by round-off are kept as computed.
 /// # Shapes
-/// z: [N, d] → [d]
+/// z: [N, d] → d values
 pub fn covariance_eigenvalues(z: &DMatrix<f64>) -> Vec<f64> {
     let c = covariance(z);
     let mut values: Vec<f64> = SymmetricEigen::new(c).eigenvalues.iter().copied().collect();
