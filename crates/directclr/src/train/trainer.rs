@@ -262,6 +262,21 @@ impl Models {
     }
 }
 
+/// Summarises `window` as a metrics line of `kind` at (epoch, step, lr, last checkpoint),
+/// appends it to the run's log and reports it.
+fn log_window(
+    run: &RunDir,
+    on_event: &mut dyn FnMut(&Event),
+    window: &Window,
+    kind: MetricsKind,
+    (epoch, step, lr, last_checkpoint): (usize, usize, f64, Option<usize>),
+) -> Result<MetricsLine> {
+    let line = window.line(kind, epoch, step, lr, last_checkpoint, run.root())?;
+    run.append_metrics(&line)?;
+    on_event(&Event::Metrics(line.clone()));
+    Ok(line)
+}
+
 /// Trains (or resumes) the run of `config` in `opts.out`, calling `on_event` as it goes.
 pub fn train(
     config: &CheckedConfig,
@@ -425,30 +440,19 @@ pub fn train(
                 lr,
             });
             if step % c.log.every_steps == 0 {
-                let line = window.line(
-                    MetricsKind::Step,
-                    epoch,
-                    step,
-                    lr,
-                    last_checkpoint,
-                    run.root(),
-                )?;
-                run.append_metrics(&line)?;
-                on_event(&Event::Metrics(line));
+                let at = (epoch, step, lr, last_checkpoint);
+                log_window(&run, on_event, &window, MetricsKind::Step, at)?;
                 window = Window::new(device, c.probe)?;
             }
         }
-        let line = epoch_window.line(
+        let at = (epoch, step, lr, last_checkpoint);
+        last_epoch = Some(log_window(
+            &run,
+            on_event,
+            &epoch_window,
             MetricsKind::Epoch,
-            epoch,
-            step,
-            lr,
-            last_checkpoint,
-            run.root(),
-        )?;
-        run.append_metrics(&line)?;
-        on_event(&Event::Metrics(line.clone()));
-        last_epoch = Some(line);
+            at,
+        )?);
         epoch += 1;
         if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {
             models.check_finite(&params, epoch)?;
