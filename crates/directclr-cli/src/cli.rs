@@ -6,6 +6,8 @@ use clap::{Args, Parser, Subcommand};
 use directclr::runtime::DeviceSpec;
 use directclr::theory::{Precision, ToyLoss};
 
+pub use crate::cli_eval::{KnnArgs, ProbeArgs, ReproduceArgs, SpectrumArgs};
+
 /// Contrastive self-supervised learning and the study of dimensional collapse
 /// (Jing, Vincent, LeCun, Tian: Understanding Dimensional Collapse in Contrastive
 /// Self-Supervised Learning, ICLR 2022).
@@ -31,6 +33,16 @@ pub enum Command {
     /// Pretrain an encoder with one method of Table 1 (SimCLR projectors, DirectCLR,
     /// ablations) from a TOML config; resumes an existing run folder automatically.
     Train(TrainArgs),
+    /// Linear probe of a pretrained encoder: the paper's protocol or the fast features mode,
+    /// on r, z or a slice such as r[:d0].
+    Probe(ProbeArgs),
+    /// Weighted k-nearest-neighbour accuracy of a pretrained encoder's features.
+    Knn(KnnArgs),
+    /// Covariance spectra (Eqn 1) and rank metrics of r or z, several runs overlaid (Figures
+    /// 2, 7b, 9).
+    Spectrum(SpectrumArgs),
+    /// Pretrain, probe and diagnose the rows of Table 1 and write one report (resumable).
+    Reproduce(ReproduceArgs),
 }
 
 /// Arguments of `train`; flags replace the values of the config file.
@@ -79,7 +91,7 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
-fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     s.parse().map_err(|e: directclr::Error| e.to_string())
 }
 

@@ -3,6 +3,7 @@
 //! The binary only parses, wires and prints; the science lives in the `directclr` library.
 
 mod cli;
+mod cli_eval;
 mod commands;
 
 use std::process::ExitCode;

@@ -17,11 +17,13 @@
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
 //! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
+//! - [`eval`]: linear probe, kNN and the spectra and rank metrics of trained encoders.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod loss;
 pub mod method;
 pub mod model;

@@ -1,5 +1,10 @@
 //! One function per subcommand.
 
+mod eval_input;
+mod knn;
+mod probe;
+mod reproduce;
+mod spectrum;
 mod theory;
 mod train;
 
@@ -27,5 +32,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Theory(cmd) => theory::run(cmd),
         Command::Train(args) => train::run(args),
+        Command::Probe(args) => probe::run(args),
+        Command::Knn(args) => knn::run(args),
+        Command::Spectrum(args) => spectrum::run(args),
+        Command::Reproduce(args) => reproduce::run(args),
     }
 }

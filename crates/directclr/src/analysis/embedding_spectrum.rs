@@ -28,6 +28,7 @@ use crate::{Error, Result};
 /// What is done to each embedding (row) before the covariance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum RowNormalisation {
     /// Rows as given.
     None,

@@ -298,6 +298,24 @@ impl Dataset {
         &self.origin
     }
 
+    /// The first `n` samples (all of them when `n` ≥ the length), e.g. for quick runs.
+    pub fn first(&self, n: usize) -> Result<Dataset, DataError> {
+        let n = n.min(self.len());
+        let labels = self.labels[..n].to_vec();
+        let names = self.class_names.clone();
+        match &self.images {
+            Images::Array(a) => {
+                let [_, c, h, w] = a.shape();
+                let data = a.data()[..n * c * h * w].to_vec();
+                let array = ImageArray::new(data, n, c, h, w, &self.origin)?;
+                Dataset::from_array(array, labels, names, &self.origin)
+            }
+            Images::Files(files) => {
+                Dataset::from_files(files[..n].to_vec(), labels, names, &self.origin)
+            }
+        }
+    }
+
     /// The pixels of sample `i`, decoding its file if need be.
     pub fn image(&self, i: usize) -> Result<SampleImage<'_>, DataError> {
         let len = self.len();

@@ -58,11 +58,15 @@ impl MlpProjector {
         Ok(MlpProjector { fc1, bn1, fc2, bn2 })
     }
 
-    fn forward_t(&self, r: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self
+    fn hidden_t(&self, r: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self
             .bn1
             .forward_t(&r.f_matmul(&self.fc1.f_tr()?)?, train)?
-            .f_relu()?; // [batch, h]
+            .f_relu()?) // [batch, h]
+    }
+
+    fn forward_t(&self, r: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.hidden_t(r, train)?; // [batch, h]
         self.bn2.forward_t(&h.f_matmul(&self.fc2.f_tr()?)?, train) // [batch, o]
     }
 }
@@ -243,6 +247,19 @@ impl Head {
             Projector::FixedLowRank(f) => r.f_matmul(&f.weight.f_tr()?.f_to_kind(r.kind())?)?,
             Projector::Diagonal(g) => r.f_mul(&g.weight)?,
         })
+    }
+
+    /// The hidden layer of SimCLR's 2-layer projector, Linear → BN → ReLU of r; `None` for the
+    /// projectors without one.
+    ///
+    /// # Shapes
+    /// - `r`: `[batch, in_dim]` → `[batch, h]`.
+    pub fn hidden(&self, r: &Tensor, train: bool) -> Result<Option<Tensor>> {
+        check_input(r, self.in_dim)?;
+        match &self.projector {
+            Projector::Mlp(m) => Ok(Some(m.hidden_t(r, train)?)),
+            _ => Ok(None),
+        }
     }
 }
 

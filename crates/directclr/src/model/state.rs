@@ -213,7 +213,8 @@ pub struct LoadReport {
 /// Strict like PyTorch's `load_state_dict(strict=True)`: every tensor of `target` must be in
 /// `source` with the same shape, except names ending in `num_batches_tracked` (left unchanged and
 /// reported), and every tensor of `source` must be in `target` unless its name starts with one
-/// of `ignore_prefixes`. `what` names the source in errors.
+/// of `ignore_prefixes`. `what` names the source in errors; one error lists every difference
+/// (missing, unexpected and reshaped tensors, with their shapes).
 pub fn load_state(
     target: &[(String, Tensor)],
     source: &[(String, Tensor)],
@@ -228,36 +229,42 @@ pub fn load_state(
     };
     let mut report = LoadReport::default();
     let mut unexpected = Vec::new();
-    for (name, _) in source {
+    for (name, t) in source {
         if wanted.contains(name.as_str()) {
             continue;
         }
         if ignore_prefixes.iter().any(|p| name.starts_with(p)) {
             report.ignored.push(name.clone());
         } else {
-            unexpected.push(name.clone());
+            unexpected.push(format!("{name} {:?}", t.size()));
         }
-    }
-    if !unexpected.is_empty() {
-        return Err(mismatch(format!("unexpected tensors {unexpected:?}")));
     }
     let mut missing = Vec::new();
+    let mut reshaped = Vec::new();
     for (name, t) in target {
         match src.get(name.as_str()) {
-            Some(s) if s.size() != t.size() => {
-                return Err(mismatch(format!(
-                    "tensor `{name}` has shape {:?}, the model expects {:?}",
-                    s.size(),
-                    t.size()
-                )))
-            }
+            Some(s) if s.size() != t.size() => reshaped.push(format!(
+                "{name}: {:?} in the source, {:?} in the model",
+                s.size(),
+                t.size()
+            )),
             Some(_) => {}
             None if name.ends_with("num_batches_tracked") => report.defaulted.push(name.clone()),
-            None => missing.push(name.clone()),
+            None => missing.push(format!("{name} {:?}", t.size())),
         }
     }
-    if !missing.is_empty() {
-        return Err(mismatch(format!("missing tensors {missing:?}")));
+    if !(unexpected.is_empty() && missing.is_empty() && reshaped.is_empty()) {
+        let mut parts = Vec::new();
+        for (label, list) in [
+            ("missing from the source", &missing),
+            ("not in the model", &unexpected),
+            ("of another shape", &reshaped),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{} tensors {label}: {}", list.len(), abridged(list, 8)));
+            }
+        }
+        return Err(mismatch(parts.join("; ")));
     }
     tch::no_grad(|| -> Result<()> {
         for (name, t) in target {
@@ -269,4 +276,13 @@ pub fn load_state(
         Ok(())
     })?;
     Ok(report)
+}
+
+/// The first `keep` entries of `list`, then how many more there are.
+fn abridged(list: &[String], keep: usize) -> String {
+    let shown = list[..list.len().min(keep)].join(", ");
+    match list.len().saturating_sub(keep) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
 }

@@ -10,7 +10,7 @@ use crate::data::cifar::{self, Cifar100Labels};
 use crate::data::idx::{self, IdxDataset};
 use crate::data::image_folder;
 use crate::data::stl10::{self, Stl10Split};
-use crate::data::{dataset::Split, Dataset, ImageArray, Images, RecipeConfig};
+use crate::data::{dataset::Split, Dataset, RecipeConfig};
 use crate::loss::InfoNce;
 use crate::method::Method;
 use crate::model::{ResNetConfig, Stem};
@@ -81,6 +81,13 @@ impl DataSource {
             | DataSource::Stl10 { path, .. }
             | DataSource::ImageFolder { path } => path,
         }
+    }
+
+    /// The same source read from another folder.
+    pub fn with_path(&self, path: PathBuf) -> DataSource {
+        let mut s = self.clone();
+        *s.path_mut() = path;
+        s
     }
 
     fn path_mut(&mut self) -> &mut PathBuf {
@@ -424,7 +431,7 @@ impl CheckedConfig {
         let c = &self.config;
         let full = c.data.source.read()?;
         let ds = match c.data.limit {
-            Some(limit) if limit < full.len() => subset(&full, limit)?,
+            Some(limit) if limit < full.len() => full.first(limit)?,
             _ => full,
         };
         if ds.len() < c.batch_size {
@@ -441,22 +448,6 @@ impl CheckedConfig {
     }
 }
 
-/// The first `n` samples of `ds`.
-fn subset(ds: &Dataset, n: usize) -> Result<Dataset> {
-    let labels = ds.labels()[..n].to_vec();
-    let names = ds.class_names().to_vec();
-    Ok(match ds.images() {
-        Images::Array(a) => {
-            let [_, c, h, w] = a.shape();
-            let data = a.data()[..n * c * h * w].to_vec();
-            let array = ImageArray::new(data, n, c, h, w, ds.origin())?;
-            Dataset::from_array(array, labels, names, ds.origin())?
-        }
-        Images::Files(files) => {
-            Dataset::from_files(files[..n].to_vec(), labels, names, ds.origin())?
-        }
-    })
-}
 
 /// The dotted paths of the fields that differ between two configurations, leaving out
 /// [`RESUME_FREE_FIELDS`]: the reasons a run folder cannot be resumed with `new`.

@@ -1,0 +1,196 @@
+//! Arguments of the evaluation commands: `probe`, `knn`, `spectrum`, `reproduce`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use directclr::analysis::RowNormalisation;
+use directclr::eval::{EvalSplit, FeatureSlice, ProbeMode, Space};
+use directclr::runtime::DeviceSpec;
+
+use crate::cli::parse_device;
+
+/// A pretrained model: a run folder of `directclr train`, optionally with other weights.
+#[derive(Debug, Args, Clone)]
+pub struct ModelArgs {
+    /// Run folder of `directclr train` (its config.toml builds the model).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Another training checkpoint to load instead of <run>/checkpoint.safetensors (it must
+    /// fit the run's architecture).
+    #[arg(long, conflicts_with = "encoder")]
+    pub checkpoint: Option<PathBuf>,
+    /// Encoder weights alone, torchvision names (e.g. exported from torchvision; `fc.*` is
+    /// ignored), into the run's architecture; only the representation space is then available.
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N [the run's device].
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// The labelled data an evaluation reads (the run's dataset by default).
+#[derive(Debug, Args, Clone)]
+pub struct EvalDataArgs {
+    /// Dataset folder (replaces the run's data.source.path; same format).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Test folder of an image-folder dataset [<train folder>/../val].
+    #[arg(long)]
+    pub test_folder: Option<PathBuf>,
+    /// Use only the first N training samples.
+    #[arg(long)]
+    pub limit_train: Option<usize>,
+    /// Use only the first N test samples.
+    #[arg(long)]
+    pub limit_test: Option<usize>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Loader worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+}
+
+/// Arguments of `probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: EvalDataArgs,
+    /// `augmented`: the paper's protocol (fresh crops and flips through the frozen encoder
+    /// every epoch); `features`: centre-crop features extracted once (fast).
+    #[arg(long, value_enum, default_value_t = ProbeMode::Augmented)]
+    pub mode: ProbeMode,
+    /// Feature space: the representation r, the embedding z or the projector's hidden layer.
+    #[arg(long, value_enum, default_value_t = Space::Representation)]
+    pub space: Space,
+    /// Coordinates of the space, as a Python slice: `:360` (DirectCLR's r[:d0]), `360:`, `:`.
+    #[arg(long, default_value = ":")]
+    pub slice: FeatureSlice,
+    /// Epochs [paper: 100].
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Learning rate at epoch 0, cosine to 0 [paper: 0.1].
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// Weight decay [paper: 1e-6].
+    #[arg(long, default_value_t = 1e-6)]
+    pub weight_decay: f64,
+    /// Seed of the classifier, order and augmentations.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Evaluate a classifier saved by an earlier probe instead of training one.
+    #[arg(long, conflicts_with = "online")]
+    pub classifier: Option<PathBuf>,
+    /// Evaluate the run's online probe (trained during pretraining) instead of training one.
+    #[arg(long)]
+    pub online: bool,
+    /// Output folder (probe.json, probe.csv, classifier.safetensors)
+    /// [<run>/probe/<space><slice>-<mode>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only the final result, no line per epoch.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `knn`.
+#[derive(Debug, Args)]
+pub struct KnnArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub data: EvalDataArgs,
+    /// Neighbours; several comma-separated values are evaluated on the same features.
+    #[arg(long, value_delimiter = ',', default_values_t = [20usize, 200])]
+    pub k: Vec<usize>,
+    /// Temperature T of the votes exp(s/T).
+    #[arg(long, default_value_t = 0.07)]
+    pub temperature: f64,
+    /// Feature space.
+    #[arg(long, value_enum, default_value_t = Space::Representation)]
+    pub space: Space,
+    /// Coordinates of the space, as a Python slice.
+    #[arg(long, default_value = ":")]
+    pub slice: FeatureSlice,
+    /// Also write the result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Arguments of `spectrum`.
+#[derive(Debug, Args)]
+pub struct SpectrumArgs {
+    /// Run folders; several are overlaid in one figure (Figure 9).
+    #[arg(long = "run", required = true, num_args = 1..)]
+    pub runs: Vec<PathBuf>,
+    /// Legend labels, one per run [each run's method].
+    #[arg(long = "label", num_args = 1..)]
+    pub labels: Vec<String>,
+    /// Feature space: r (Figures 7b, 9), z (Figure 2) or the projector's hidden layer.
+    #[arg(long, value_enum, default_value_t = Space::Representation)]
+    pub space: Space,
+    /// Coordinates of the space, as a Python slice.
+    #[arg(long, default_value = ":")]
+    pub slice: FeatureSlice,
+    /// Split whose features are used [paper: the validation set].
+    #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
+    pub split: EvalSplit,
+    /// Row preprocessing before the covariance [paper: l2].
+    #[arg(long, value_enum, default_value_t = RowNormalisation::L2)]
+    pub rows: RowNormalisation,
+    /// λ_k/λ₁ below this counts as a collapsed dimension.
+    #[arg(long, default_value_t = directclr::analysis::DEFAULT_COLLAPSE_THRESHOLD)]
+    pub collapse_threshold: f64,
+    /// Use only the first N samples of the split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Dataset folder (replaces each run's data.source.path).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Test folder of an image-folder dataset.
+    #[arg(long)]
+    pub test_folder: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N [each run's device].
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Loader worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Output folder (spectrum.csv, spectrum.png and .svg, metrics.json).
+    #[arg(long, default_value = "out/spectrum")]
+    pub out: PathBuf,
+    /// Figure title.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// Arguments of `reproduce`.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// The reproduction's TOML config (e.g. configs/reproduce-quick.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Output folder (runs/, figures, report.md) [out/<config file name>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N (replaces the pretraining preset's).
+    #[arg(long, value_parser = parse_device)]
+    pub device: Option<DeviceSpec>,
+    /// Dataset folder (replaces the pretraining preset's data.source.path).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Pretraining epochs (replaces the preset's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Loader worker threads.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Only a line per finished stage.
+    #[arg(long)]
+    pub quiet: bool,
+}

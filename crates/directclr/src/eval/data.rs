@@ -1,0 +1,101 @@
+//! The labelled splits an evaluation reads, and the deterministic evaluation transform at a
+//! run's image size.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::cifar;
+use crate::data::idx::{self, IdxDataset};
+use crate::data::image_folder;
+use crate::data::stl10::{self, Stl10Split};
+use crate::data::augment::{Interpolation, Normalize};
+use crate::data::{dataset::Split, Dataset, EvalTransform};
+use crate::train::DataSource;
+use crate::{Error, Result};
+
+/// Which labelled split of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum EvalSplit {
+    /// The labelled training split (the probe's training data, the kNN memory bank).
+    Train,
+    /// The labelled test split (accuracies, spectra as in the paper's figures).
+    Test,
+}
+
+/// Reads the labelled `split` of `source`.
+///
+/// STL-10's labelled splits are used whatever split pretraining read; an image folder's test
+/// split is `test_folder`, or else the sibling folder `val` of its training folder
+/// (ImageNet's layout), which must exist.
+pub fn read_labelled(
+    source: &DataSource,
+    split: EvalSplit,
+    test_folder: Option<&Path>,
+) -> Result<Arc<Dataset>> {
+    let s = match split {
+        EvalSplit::Train => Split::Train,
+        EvalSplit::Test => Split::Test,
+    };
+    let ds = match source {
+        DataSource::Mnist { path } => idx::read_split(path, IdxDataset::Mnist, s)?,
+        DataSource::FashionMnist { path } => idx::read_split(path, IdxDataset::FashionMnist, s)?,
+        DataSource::Cifar10 { path } => cifar::read_cifar10(path, s)?,
+        DataSource::Cifar100 { path, labels } => cifar::read_cifar100(path, s, *labels)?,
+        DataSource::Stl10 { path, .. } => stl10::read_stl10(
+            path,
+            match split {
+                EvalSplit::Train => Stl10Split::Train,
+                EvalSplit::Test => Stl10Split::Test,
+            },
+        )?,
+        DataSource::ImageFolder { path } => match split {
+            EvalSplit::Train => image_folder::read_image_folder(path)?,
+            EvalSplit::Test => {
+                let folder: PathBuf = match test_folder {
+                    Some(f) => f.to_path_buf(),
+                    None => path.parent().map(|p| p.join("val")).unwrap_or_default(),
+                };
+                if !folder.is_dir() {
+                    return Err(Error::config(
+                        "test_folder",
+                        format!(
+                            "the image folder `{}` has no test split: `{}` does not exist \
+                             (give the test folder explicitly)",
+                            path.display(),
+                            folder.display()
+                        ),
+                    ));
+                }
+                image_folder::read_image_folder(&folder)?
+            }
+        },
+    };
+    if ds.is_empty() {
+        return Err(Error::config(
+            "data",
+            format!("the {split:?} split of `{}` is empty", source.path().display()),
+        ));
+    }
+    Ok(Arc::new(ds))
+}
+
+/// The evaluation transform for crops of `size` px: small images (≤ 64 px, CIFAR and
+/// Fashion-MNIST style) are resized to `size` without cropping; larger ones follow ImageNet's
+/// `Resize(size · 256/224)` + `CenterCrop(size)` (256/224 at 224).
+pub fn eval_transform(size: usize) -> EvalTransform {
+    let resize = if size <= 64 {
+        size
+    } else {
+        (size * 256 + 112) / 224
+    };
+    EvalTransform {
+        resize,
+        crop: size,
+        interpolation: Interpolation::Bilinear,
+        normalize: Normalize::IMAGENET,
+    }
+}

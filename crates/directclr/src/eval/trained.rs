@@ -1,0 +1,224 @@
+//! A pretrained model read back from a run folder: the run's resolved configuration, its encoder
+//! and projector with the checkpoint's weights, in eval mode.
+
+use std::path::{Path, PathBuf};
+
+use tch::{nn, Device, Tensor};
+
+use super::space::Space;
+use crate::model::{load_state, read_safetensors, Head, OnlineProbe, ResNet};
+use crate::train::{read_checkpoint, CheckedConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE};
+use crate::{Error, Result};
+
+/// Where the weights of a [`TrainedModel`] come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weights {
+    /// The run folder's own `checkpoint.safetensors` (encoder, projector, online probe).
+    RunCheckpoint,
+    /// Another training checkpoint, checked against the run's architecture.
+    Checkpoint(PathBuf),
+    /// Encoder weights alone under torchvision's names (our `encoder.safetensors`, or weights
+    /// exported from torchvision: its classifier `fc.*` is ignored). The projector keeps its
+    /// initialisation, so only the representation space is meaningful.
+    Encoder(PathBuf),
+}
+
+/// A pretrained encoder and projector in eval mode.
+pub struct TrainedModel {
+    config: CheckedConfig,
+    run: PathBuf,
+    _vs: nn::VarStore,
+    encoder: ResNet,
+    head: Head,
+    probe: Option<OnlineProbe>,
+    head_loaded: bool,
+    epochs_done: Option<usize>,
+    device: Device,
+}
+
+impl std::fmt::Debug for TrainedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainedModel")
+            .field("run", &self.run)
+            .field("method", &self.config.config().method)
+            .field("epochs_done", &self.epochs_done)
+            .finish()
+    }
+}
+
+impl TrainedModel {
+    /// Builds the run's models from `<run>/config.toml` and loads `weights` into them.
+    ///
+    /// Errors: a run folder without configuration or checkpoint, and weights whose tensors do
+    /// not match the architecture (an error listing every missing, unexpected and reshaped
+    /// tensor).
+    pub fn load(run: &Path, weights: &Weights, device: Device) -> Result<Self> {
+        let config_file = run.join(CONFIG_FILE);
+        if !config_file.is_file() {
+            return Err(Error::StateMismatch {
+                what: format!("run folder `{}`", run.display()),
+                reason: format!("it has no `{CONFIG_FILE}`: not a run folder of `directclr train`"),
+            });
+        }
+        let config = TrainConfig::from_file(&config_file)?.check()?;
+        let vs = nn::VarStore::new(device);
+        let root = vs.root();
+        let encoder = config.config().model.build(&root.sub("encoder"))?;
+        let head = config
+            .config()
+            .method
+            .build(&root.sub("head"), config.feat_dim())?;
+        let (probe, head_loaded, epochs_done) = match weights {
+            Weights::RunCheckpoint | Weights::Checkpoint(_) => {
+                let file = match weights {
+                    Weights::Checkpoint(f) => f.clone(),
+                    _ => run.join(CHECKPOINT_FILE),
+                };
+                if !file.is_file() {
+                    return Err(Error::StateMismatch {
+                        what: format!("run folder `{}`", run.display()),
+                        reason: format!(
+                            "the checkpoint `{}` does not exist (has the run finished an epoch?)",
+                            file.display()
+                        ),
+                    });
+                }
+                let ckpt = read_checkpoint(&file)?;
+                let what = |part: &str| format!("{part} from checkpoint `{}`", file.display());
+                load_state(
+                    encoder.named_tensors(),
+                    &ckpt.section("encoder."),
+                    &[],
+                    &what("encoder"),
+                )?;
+                load_state(
+                    head.named_tensors(),
+                    &ckpt.section("head."),
+                    &[],
+                    &what("projector"),
+                )?;
+                let probe_state = ckpt.section("probe.");
+                let probe = match probe_state.iter().find(|(n, _)| n == "weight") {
+                    Some((_, w)) => {
+                        let p = OnlineProbe::new(&root.sub("probe"), config.feat_dim(), w.size()[0])?;
+                        load_state(p.named_tensors(), &probe_state, &[], &what("online probe"))?;
+                        Some(p)
+                    }
+                    None => None,
+                };
+                (probe, true, Some(ckpt.progress.epoch))
+            }
+            Weights::Encoder(file) => {
+                let state = read_safetensors(file)?;
+                load_state(
+                    encoder.named_tensors(),
+                    &state,
+                    &["fc."],
+                    &format!("encoder weights `{}`", file.display()),
+                )?;
+                (None, false, None)
+            }
+        };
+        Ok(TrainedModel {
+            config,
+            run: run.to_path_buf(),
+            _vs: vs,
+            encoder,
+            head,
+            probe,
+            head_loaded,
+            epochs_done,
+            device,
+        })
+    }
+
+    /// The run's validated configuration.
+    pub fn config(&self) -> &CheckedConfig {
+        &self.config
+    }
+
+    /// The run folder.
+    pub fn run(&self) -> &Path {
+        &self.run
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &ResNet {
+        &self.encoder
+    }
+
+    /// The projector.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// The online probe of the checkpoint, if the run trained one.
+    pub fn online_probe(&self) -> Option<&OnlineProbe> {
+        self.probe.as_ref()
+    }
+
+    /// Epochs the checkpoint had completed (`None` for encoder-only weights).
+    pub fn epochs_done(&self) -> Option<usize> {
+        self.epochs_done
+    }
+
+    /// The device the model lives on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Dimension of the features of `space`, or an error if the method has no such space (the
+    /// hidden layer of a projector without one, the embedding of encoder-only weights).
+    pub fn dim(&self, space: Space) -> Result<i64> {
+        match space {
+            Space::Representation => Ok(self.config.feat_dim()),
+            Space::Embedding => {
+                self.require_head(space)?;
+                Ok(self.head.out_dim())
+            }
+            Space::ProjectorHidden => {
+                self.require_head(space)?;
+                match self.config.config().method {
+                    crate::method::Method::SimclrMlp { hidden_dim, .. } => {
+                        Ok(hidden_dim.unwrap_or(self.config.feat_dim()))
+                    }
+                    ref m => Err(Error::config(
+                        "space",
+                        format!("the method `{}` has no projector hidden layer", m.name()),
+                    )),
+                }
+            }
+        }
+    }
+
+    fn require_head(&self, space: Space) -> Result<()> {
+        if self.head_loaded {
+            Ok(())
+        } else {
+            Err(Error::config(
+                "space",
+                format!(
+                    "space `{}` needs the projector, but only encoder weights were loaded",
+                    space.symbol()
+                ),
+            ))
+        }
+    }
+
+    /// Features of normalised images in eval mode, without gradients.
+    ///
+    /// # Shapes
+    /// `x`: `[B, 3, H, W]` f32 on the model's device → `[B, dim(space)]`.
+    pub fn features(&self, x: &Tensor, space: Space) -> Result<Tensor> {
+        self.dim(space)?;
+        let _g = tch::no_grad_guard();
+        let r = self.encoder.forward_t(x, false)?;
+        match space {
+            Space::Representation => Ok(r),
+            Space::Embedding => self.head.embed(&r, false),
+            Space::ProjectorHidden => self.head.hidden(&r, false)?.ok_or_else(|| {
+                Error::config("space", "the method has no projector hidden layer")
+            }),
+        }
+    }
+}
