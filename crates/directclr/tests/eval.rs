@@ -100,12 +100,20 @@ fn knn_votes_equal_a_slow_reference_loop() {
     };
     let votes = knn_votes(&bank, &queries.x, classes, &config).unwrap();
     let bx: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..d).map(|j| bank.x.double_value(&[i as i64, j as i64])).collect())
+        .map(|i| {
+            (0..d)
+                .map(|j| bank.x.double_value(&[i as i64, j as i64]))
+                .collect()
+        })
         .collect();
-    let by: Vec<i64> = (0..n).map(|i| bank.labels.int64_value(&[i as i64])).collect();
+    let by: Vec<i64> = (0..n)
+        .map(|i| bank.labels.int64_value(&[i as i64]))
+        .collect();
     let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
     for q in 0..m {
-        let qv: Vec<f64> = (0..d).map(|j| queries.x.double_value(&[q as i64, j as i64])).collect();
+        let qv: Vec<f64> = (0..d)
+            .map(|j| queries.x.double_value(&[q as i64, j as i64]))
+            .collect();
         let mut sims: Vec<(f64, usize)> = bx
             .iter()
             .enumerate()
@@ -151,10 +159,28 @@ fn knn_is_perfect_on_separated_clusters_and_caps_k() {
     };
     let bank = make(40, &mut rng);
     let test = make(20, &mut rng);
-    let r = knn(&bank, &test, classes, &KnnConfig { k: 500, ..KnnConfig::default() }).unwrap();
+    let r = knn(
+        &bank,
+        &test,
+        classes,
+        &KnnConfig {
+            k: 500,
+            ..KnnConfig::default()
+        },
+    )
+    .unwrap();
     assert_eq!(r.top1, 100.0);
     assert_eq!(r.config.k, 40, "k is capped at the bank's size");
-    assert!(knn(&bank, &test, classes, &KnnConfig { k: 0, ..KnnConfig::default() }).is_err());
+    assert!(knn(
+        &bank,
+        &test,
+        classes,
+        &KnnConfig {
+            k: 0,
+            ..KnnConfig::default()
+        }
+    )
+    .is_err());
 }
 
 #[test]
@@ -179,9 +205,19 @@ fn accuracies_count_top1_and_top5() {
 fn feature_slices_parse_resolve_and_refuse_what_does_not_fit() {
     let s: FeatureSlice = ":360".parse().unwrap();
     assert_eq!(s, FeatureSlice::head(360));
-    assert_eq!("360:".parse::<FeatureSlice>().unwrap(), FeatureSlice::tail(360));
+    assert_eq!(
+        "360:".parse::<FeatureSlice>().unwrap(),
+        FeatureSlice::tail(360)
+    );
     assert_eq!(":".parse::<FeatureSlice>().unwrap(), FeatureSlice::ALL);
-    assert_eq!("[10:20]".parse::<FeatureSlice>().unwrap().resolve(64, "s").unwrap(), (10, 20));
+    assert_eq!(
+        "[10:20]"
+            .parse::<FeatureSlice>()
+            .unwrap()
+            .resolve(64, "s")
+            .unwrap(),
+        (10, 20)
+    );
     assert_eq!(s.to_string(), "[:360]");
     assert_eq!(FeatureSlice::ALL.to_string(), "");
     assert_eq!(FeatureSlice::tail(360).file_tag(), "_360-end");
@@ -215,12 +251,16 @@ fn classifier_files_round_trip_and_refuse_other_classes() {
     assert!(back.weight.equal(&c.weight.detach()));
     let std = f64::try_from(c.weight.detach().std(true)).unwrap();
     assert!(std > 0.003 && std < 0.03, "N(0, 0.01) init, std {std}");
-    back.check_classes(&["a".into(), "b".into()], "test").unwrap();
+    back.check_classes(&["a".into(), "b".into()], "test")
+        .unwrap();
     let err = back
         .check_classes(&["a".into(), "b".into(), "c".into()], "test split")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("2 classes") && err.contains("3 classes"), "{err}");
+    assert!(
+        err.contains("2 classes") && err.contains("3 classes"),
+        "{err}"
+    );
     std::fs::write(&file, b"not a safetensors file").unwrap();
     assert!(Classifier::load(&file, Device::Cpu).is_err());
 }
@@ -231,15 +271,23 @@ fn spectra_csv_has_one_column_per_run_and_floors_log_values() {
     let f = random_features(&mut rng, 200, 6, 2);
     // A rank-3 copy: three collapsed directions.
     let low = f.x.narrow(1, 0, 3).repeat([1, 2]);
-    let full = Spectrum::of("full", Space::Representation, &f.x, RowNormalisation::None, 1e-6)
-        .unwrap();
+    let full = Spectrum::of(
+        "full",
+        Space::Representation,
+        &f.x,
+        RowNormalisation::None,
+        1e-6,
+    )
+    .unwrap();
     let collapsed =
         Spectrum::of("low", Space::Embedding, &low, RowNormalisation::None, 1e-6).unwrap();
     assert_eq!(full.metrics.collapsed_dimensions, 0);
     assert_eq!(collapsed.metrics.collapsed_dimensions, 3);
     let pts = collapsed.log10_points();
     let top = collapsed.eigenvalues[0].log10();
-    assert!(pts.iter().all(|&(_, y)| y.is_finite() && y >= top - 18.0 - 1e-9));
+    assert!(pts
+        .iter()
+        .all(|&(_, y)| y.is_finite() && y >= top - 18.0 - 1e-9));
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("s.csv");
     write_spectra_csv(&csv, &[full.clone(), collapsed]).unwrap();
@@ -266,8 +314,18 @@ fn probing_leaves_the_encoder_untouched_and_learns_above_chance() {
     let model = TrainedModel::load(mlp, &Weights::RunCheckpoint, Device::Cpu).unwrap();
     let before = model_params(&model);
     let src = &model.config().config().data.source;
-    let train = std::sync::Arc::new(read_labelled(src, EvalSplit::Train, None).unwrap().first(300).unwrap());
-    let test = std::sync::Arc::new(read_labelled(src, EvalSplit::Test, None).unwrap().first(200).unwrap());
+    let train = std::sync::Arc::new(
+        read_labelled(src, EvalSplit::Train, None)
+            .unwrap()
+            .first(300)
+            .unwrap(),
+    );
+    let test = std::sync::Arc::new(
+        read_labelled(src, EvalSplit::Test, None)
+            .unwrap()
+            .first(200)
+            .unwrap(),
+    );
     for mode in [ProbeMode::Augmented, ProbeMode::Features] {
         let config = ProbeConfig {
             mode,
@@ -278,7 +336,10 @@ fn probing_leaves_the_encoder_untouched_and_learns_above_chance() {
         };
         let mut seen = 0;
         let (report, classifier) =
-            linear_probe(&model, train.clone(), test.clone(), &config, &mut |_| seen += 1).unwrap();
+            linear_probe(&model, train.clone(), test.clone(), &config, &mut |_| {
+                seen += 1
+            })
+            .unwrap();
         assert_eq!(seen, 3);
         assert_eq!(report.epochs.len(), 3);
         assert_eq!(classifier.meta.classes.len(), 10);
@@ -301,7 +362,8 @@ fn probing_leaves_the_encoder_untouched_and_learns_above_chance() {
             workers: 1,
             ..ProbeConfig::default()
         };
-        let (report, _) = linear_probe(&model, train.clone(), test.clone(), &config, &mut |_| {}).unwrap();
+        let (report, _) =
+            linear_probe(&model, train.clone(), test.clone(), &config, &mut |_| {}).unwrap();
         assert_eq!(report.dim, model.dim(space).unwrap());
     }
     let after = model_params(&model);
@@ -319,15 +381,44 @@ fn extraction_is_deterministic_and_slices_directclr() {
     assert_eq!(model.dim(Space::Embedding).unwrap(), 16);
     assert!(model.dim(Space::ProjectorHidden).is_err());
     let src = &model.config().config().data.source;
-    let test = std::sync::Arc::new(read_labelled(src, EvalSplit::Test, None).unwrap().first(70).unwrap());
-    let opts = ExtractOptions { batch_size: 32, workers: 1 };
-    let r = extract(&model, test.clone(), eval_transform(32), Space::Representation, &opts).unwrap();
-    let z = extract(&model, test.clone(), eval_transform(32), Space::Embedding, &opts).unwrap();
+    let test = std::sync::Arc::new(
+        read_labelled(src, EvalSplit::Test, None)
+            .unwrap()
+            .first(70)
+            .unwrap(),
+    );
+    let opts = ExtractOptions {
+        batch_size: 32,
+        workers: 1,
+    };
+    let r = extract(
+        &model,
+        test.clone(),
+        eval_transform(32),
+        Space::Representation,
+        &opts,
+    )
+    .unwrap();
+    let z = extract(
+        &model,
+        test.clone(),
+        eval_transform(32),
+        Space::Embedding,
+        &opts,
+    )
+    .unwrap();
     assert_eq!(r.x.size(), [70, 64]);
     assert_eq!(r.labels.size(), [70]);
     // DirectCLR's z is r[:d0].
     assert!(z.x.equal(&r.x.narrow(1, 0, 16)));
-    let again = extract(&model, test, eval_transform(32), Space::Representation, &opts).unwrap();
+    let again = extract(
+        &model,
+        test,
+        eval_transform(32),
+        Space::Representation,
+        &opts,
+    )
+    .unwrap();
     assert!(again.x.equal(&r.x));
 }
 
@@ -342,11 +433,17 @@ fn checkpoints_that_do_not_fit_are_refused_with_every_difference() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("of another shape") && err.contains("conv1.weight"), "{err}");
+    assert!(
+        err.contains("of another shape") && err.contains("conv1.weight"),
+        "{err}"
+    );
     // Encoder weights with tensors removed and one added.
     let mut state = directclr::model::read_safetensors(mlp.join(train::ENCODER_FILE)).unwrap();
     state.retain(|(n, _)| !n.starts_with("layer4.1."));
-    state.push(("extra.weight".into(), Tensor::zeros([2], (Kind::Float, Device::Cpu))));
+    state.push((
+        "extra.weight".into(),
+        Tensor::zeros([2], (Kind::Float, Device::Cpu)),
+    ));
     let file = tmp.path().join("partial.safetensors");
     directclr::model::save_safetensors(&file, &state).unwrap();
     let err = TrainedModel::load(mlp, &Weights::Encoder(file), Device::Cpu)
@@ -356,16 +453,24 @@ fn checkpoints_that_do_not_fit_are_refused_with_every_difference() {
         err.contains("missing from the source") && err.contains("layer4.1.conv1.weight"),
         "{err}"
     );
-    assert!(err.contains("not in the model") && err.contains("extra.weight"), "{err}");
+    assert!(
+        err.contains("not in the model") && err.contains("extra.weight"),
+        "{err}"
+    );
     // Encoder weights alone: r only.
-    let model =
-        TrainedModel::load(mlp, &Weights::Encoder(mlp.join(train::ENCODER_FILE)), Device::Cpu)
-            .unwrap();
+    let model = TrainedModel::load(
+        mlp,
+        &Weights::Encoder(mlp.join(train::ENCODER_FILE)),
+        Device::Cpu,
+    )
+    .unwrap();
     assert!(model.dim(Space::Representation).is_ok());
     assert!(model.dim(Space::Embedding).is_err());
     // A folder without a run, a missing checkpoint.
     assert!(TrainedModel::load(tmp.path(), &Weights::RunCheckpoint, Device::Cpu).is_err());
     let missing = Weights::Checkpoint(tmp.path().join("nope.safetensors"));
-    let err = TrainedModel::load(mlp, &missing, Device::Cpu).unwrap_err().to_string();
+    let err = TrainedModel::load(mlp, &missing, Device::Cpu)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("does not exist"), "{err}");
 }

@@ -78,7 +78,11 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
         })?;
         println!(
             "probe ({}): top-1 {top1:.2} %, top-5 {top5:.2} % on {} test images",
-            if a.online { "online probe of the run" } else { "saved classifier" },
+            if a.online {
+                "online probe of the run"
+            } else {
+                "saved classifier"
+            },
             test.len()
         );
         return Ok(());
@@ -103,11 +107,10 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
             ProbeMode::Augmented => "augmented",
             ProbeMode::Features => "features",
         };
-        a.model.run.join("probe").join(format!(
-            "{}{}-{mode}",
-            a.space.symbol(),
-            a.slice.file_tag()
-        ))
+        a.model
+            .run
+            .join("probe")
+            .join(format!("{}{}-{mode}", a.space.symbol(), a.slice.file_tag()))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
     println!(
@@ -158,7 +161,15 @@ fn write_outputs(
         .with_context(|| format!("writing `{}`", json.display()))?;
     let mut csv = String::from("epoch,lr,loss,top1,top5\n");
     for e in &report.epochs {
-        let _ = writeln!(csv, "{},{},{},{},{}", e.epoch + 1, e.lr, e.loss, e.top1, e.top5);
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{}",
+            e.epoch + 1,
+            e.lr,
+            e.loss,
+            e.top1,
+            e.top5
+        );
     }
     let csv_file = out.join("probe.csv");
     std::fs::write(&csv_file, csv).with_context(|| format!("writing `{}`", csv_file.display()))?;

@@ -1,1 +1,3 @@
-pub fn run(_a: crate::cli::ReproduceArgs) -> anyhow::Result<()> { anyhow::bail!("reproduce: in progress") }
+pub fn run(_a: crate::cli::ReproduceArgs) -> anyhow::Result<()> {
+    anyhow::bail!("reproduce: in progress")
+}

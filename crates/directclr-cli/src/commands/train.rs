@@ -169,11 +169,25 @@ impl ProgressLine {
                         MetricsKind::Epoch => "[epoch]",
                         MetricsKind::Step => "[step] ",
                     };
+                    let rank = match &m.rank {
+                        Some(r) => format!(
+                            " | rank r {:.1} ({} collapsed) z {:.1} ({} collapsed)",
+                            r.r.effective_rank,
+                            r.r.collapsed_dimensions,
+                            r.z.effective_rank,
+                            r.z.collapsed_dimensions
+                        ),
+                        None => String::new(),
+                    };
                     eprintln!(
-                        "{what} epoch {} step {}: loss {:.4}{probe} lr {:.5} {:.0} img/s",
+                        "{what} epoch {} step {}: loss {:.4}{probe} lr {:.5} {:.0} img/s{rank}",
                         m.epoch, m.step, m.loss, m.lr, m.images_per_s
                     );
                 }
+            }
+            Event::Collapse(jump) => {
+                self.clear();
+                eprintln!("warning: {jump}");
             }
             Event::Checkpoint { epoch } => {
                 if !self.quiet {

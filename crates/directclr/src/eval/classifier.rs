@@ -130,7 +130,10 @@ impl Classifier {
             if t.size() != shape {
                 return Err(Error::StateMismatch {
                     what: what(),
-                    reason: format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.size()),
+                    reason: format!(
+                        "tensor `{name}` has shape {:?}, expected {shape:?}",
+                        t.size()
+                    ),
                 });
             }
             Ok(t.f_to_kind(Kind::Float)?.f_to_device(device)?)

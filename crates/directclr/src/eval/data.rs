@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::augment::{Interpolation, Normalize};
 use crate::data::cifar;
 use crate::data::idx::{self, IdxDataset};
 use crate::data::image_folder;
 use crate::data::stl10::{self, Stl10Split};
-use crate::data::augment::{Interpolation, Normalize};
 use crate::data::{dataset::Split, Dataset, EvalTransform};
 use crate::train::DataSource;
 use crate::{Error, Result};
@@ -77,7 +77,10 @@ pub fn read_labelled(
     if ds.is_empty() {
         return Err(Error::config(
             "data",
-            format!("the {split:?} split of `{}` is empty", source.path().display()),
+            format!(
+                "the {split:?} split of `{}` is empty",
+                source.path().display()
+            ),
         ));
     }
     Ok(Arc::new(ds))

@@ -50,7 +50,12 @@ pub struct KnnReport {
 /// # Shapes
 /// `bank.x`: `[N, D]`, `bank.labels`: `[N]` in `0..classes`; `queries`: `[M, D]` →
 /// `[M, classes]` f32.
-pub fn knn_votes(bank: &Features, queries: &Tensor, classes: i64, config: &KnnConfig) -> Result<Tensor> {
+pub fn knn_votes(
+    bank: &Features,
+    queries: &Tensor,
+    classes: i64,
+    config: &KnnConfig,
+) -> Result<Tensor> {
     if config.k == 0 || config.block == 0 {
         return Err(Error::config("knn.k", "k and block must be at least 1"));
     }
@@ -89,7 +94,9 @@ pub fn knn_votes(bank: &Features, queries: &Tensor, classes: i64, config: &KnnCo
         let len = (config.block as i64).min(m - start);
         let sim = q.f_narrow(0, start, len)?.f_matmul(&bank_x.f_tr()?)?; // [len, N]
         let (vals, idx) = sim.f_topk(k, 1, true, true)?; // [len, k]
-        let labels = bank_y.f_index_select(0, &idx.f_flatten(0, -1)?)?.f_view([len, k])?;
+        let labels = bank_y
+            .f_index_select(0, &idx.f_flatten(0, -1)?)?
+            .f_view([len, k])?;
         let weights = vals.f_div_scalar(config.temperature)?.f_exp()?; // [len, k]
         let votes = Tensor::f_zeros([len, classes], (Kind::Float, q.device()))?
             .f_scatter_add(1, &labels, &weights)?;
@@ -100,7 +107,12 @@ pub fn knn_votes(bank: &Features, queries: &Tensor, classes: i64, config: &KnnCo
 }
 
 /// kNN top-1 / top-5 accuracy of `test` against the memory bank `train`.
-pub fn knn(train: &Features, test: &Features, classes: i64, config: &KnnConfig) -> Result<KnnReport> {
+pub fn knn(
+    train: &Features,
+    test: &Features,
+    classes: i64,
+    config: &KnnConfig,
+) -> Result<KnnReport> {
     let votes = knn_votes(train, &test.x, classes, config)?;
     let (top1, top5) = accuracies(&votes, &test.labels.f_to_kind(Kind::Int64)?, 5)?;
     Ok(KnnReport {

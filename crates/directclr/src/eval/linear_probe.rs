@@ -88,7 +88,10 @@ impl ProbeConfig {
             return Err(Error::config("probe.batch_size", "must be at least 1"));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(Error::config("probe.lr", format!("{} is not positive", self.lr)));
+            return Err(Error::config(
+                "probe.lr",
+                format!("{} is not positive", self.lr),
+            ));
         }
         SgdConfig {
             momentum: self.momentum,
@@ -171,7 +174,11 @@ pub fn linear_probe(
         batch_size: config.batch_size,
         workers: config.workers,
     };
-    let test_f = sliced(extract(model, test.clone(), eval, config.space, &opts)?, s, e)?;
+    let test_f = sliced(
+        extract(model, test.clone(), eval, config.space, &opts)?,
+        s,
+        e,
+    )?;
     let test_x = test_f.x.f_to_device(device)?;
     let test_y = test_f.labels.f_to_device(device)?;
 
@@ -199,8 +206,16 @@ pub fn linear_probe(
     // The fast mode's features, or the paper's augmented view.
     let (train_features, loader, norm) = match config.mode {
         ProbeMode::Features => {
-            let f = sliced(extract(model, train.clone(), eval, config.space, &opts)?, s, e)?;
-            (Some((f.x.f_to_device(device)?, f.labels.f_to_device(device)?)), None, None)
+            let f = sliced(
+                extract(model, train.clone(), eval, config.space, &opts)?,
+                s,
+                e,
+            )?;
+            (
+                Some((f.x.f_to_device(device)?, f.labels.f_to_device(device)?)),
+                None,
+                None,
+            )
         }
         ProbeMode::Augmented => {
             let recipe: Recipe = RecipeConfig {
@@ -241,7 +256,11 @@ pub fn linear_probe(
                 order.shuffle(&mut rng);
                 for chunk in order.chunks(config.batch_size) {
                     let idx = Tensor::from_slice(chunk).f_to_device(device)?;
-                    step(&x.f_index_select(0, &idx)?, &y.f_index_select(0, &idx)?, &mut loss_sum)?;
+                    step(
+                        &x.f_index_select(0, &idx)?,
+                        &y.f_index_select(0, &idx)?,
+                        &mut loss_sum,
+                    )?;
                     batches += 1;
                 }
             }

@@ -48,7 +48,12 @@ impl Spectrum {
     /// log₁₀ λ_k per rank k, eigenvalues floored at 1e-18 · λ₁ (f64 round-off leaves collapsed
     /// directions at about 1e-17 λ₁, sometimes negative), as the figures' y values.
     pub fn log10_points(&self) -> Vec<(f64, f64)> {
-        let top = self.eigenvalues.first().copied().unwrap_or(0.0).max(f64::MIN_POSITIVE);
+        let top = self
+            .eigenvalues
+            .first()
+            .copied()
+            .unwrap_or(0.0)
+            .max(f64::MIN_POSITIVE);
         self.eigenvalues
             .iter()
             .enumerate()
@@ -63,7 +68,11 @@ pub fn write_spectra_csv(path: &Path, spectra: &[Spectrum]) -> Result<()> {
     if spectra.is_empty() {
         return Err(Error::config("spectra", "nothing to write"));
     }
-    let rows = spectra.iter().map(|s| s.eigenvalues.len()).max().unwrap_or(0);
+    let rows = spectra
+        .iter()
+        .map(|s| s.eigenvalues.len())
+        .max()
+        .unwrap_or(0);
     let mut text = String::from("rank");
     for s in spectra {
         let label = s.label.replace('"', "'");

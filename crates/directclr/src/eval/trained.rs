@@ -100,7 +100,8 @@ impl TrainedModel {
                 let probe_state = ckpt.section("probe.");
                 let probe = match probe_state.iter().find(|(n, _)| n == "weight") {
                     Some((_, w)) => {
-                        let p = OnlineProbe::new(&root.sub("probe"), config.feat_dim(), w.size()[0])?;
+                        let p =
+                            OnlineProbe::new(&root.sub("probe"), config.feat_dim(), w.size()[0])?;
                         load_state(p.named_tensors(), &probe_state, &[], &what("online probe"))?;
                         Some(p)
                     }
@@ -216,9 +217,10 @@ impl TrainedModel {
         match space {
             Space::Representation => Ok(r),
             Space::Embedding => self.head.embed(&r, false),
-            Space::ProjectorHidden => self.head.hidden(&r, false)?.ok_or_else(|| {
-                Error::config("space", "the method has no projector hidden layer")
-            }),
+            Space::ProjectorHidden => self
+                .head
+                .hidden(&r, false)?
+                .ok_or_else(|| Error::config("space", "the method has no projector hidden layer")),
         }
     }
 }

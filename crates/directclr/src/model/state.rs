@@ -261,7 +261,11 @@ pub fn load_state(
             ("of another shape", &reshaped),
         ] {
             if !list.is_empty() {
-                parts.push(format!("{} tensors {label}: {}", list.len(), abridged(list, 8)));
+                parts.push(format!(
+                    "{} tensors {label}: {}",
+                    list.len(),
+                    abridged(list, 8)
+                ));
             }
         }
         return Err(mismatch(parts.join("; ")));

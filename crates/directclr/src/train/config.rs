@@ -239,6 +239,9 @@ pub struct TrainConfig {
     /// Metrics log.
     #[serde(default)]
     pub log: LogConfig,
+    /// Collapse monitoring (rank metrics of r and z on held-out images).
+    #[serde(default)]
+    pub monitor: super::monitor::MonitorConfig,
 }
 
 fn default_workers() -> usize {
@@ -278,7 +281,7 @@ pub struct Overrides {
 
 /// The fields whose change does not alter the trained weights, so that a run folder may be
 /// resumed with other values (dotted TOML paths; a prefix covers a whole table).
-pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log"];
+pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log", "monitor"];
 
 impl TrainConfig {
     /// Parses TOML text; `origin` names the file in errors. Unknown keys and wrong types are
@@ -375,6 +378,7 @@ impl TrainConfig {
             .embed_dim(feat_dim)
             .map_err(|e| prefixed("method", e))?;
         self.loss.validate().map_err(|e| prefixed("loss", e))?;
+        self.monitor.validate()?;
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
@@ -447,7 +451,6 @@ impl CheckedConfig {
         Ok(Arc::new(ds))
     }
 }
-
 
 /// The dotted paths of the fields that differ between two configurations, leaving out
 /// [`RESUME_FREE_FIELDS`]: the reasons a run folder cannot be resumed with `new`.

@@ -3,6 +3,7 @@
 //! training loop shared by every method of Table 1 ([`train`]).
 
 mod config;
+mod monitor;
 mod run_dir;
 mod trainer;
 
@@ -10,6 +11,7 @@ pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
     LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
 };
+pub use monitor::{collapse_jump, CollapseJump, CollapseMonitor, MonitorConfig, RankSnapshot};
 pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
     CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METADATA_KEY, METRICS_FILE,

@@ -49,6 +49,9 @@ pub struct MetricsLine {
     pub lr: f64,
     /// Training throughput (samples per second) since the previous line of the same kind.
     pub images_per_s: f64,
+    /// Rank metrics of r and z on the held-out images (epoch lines, when monitored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<super::monitor::RankSnapshot>,
 }
 
 /// What a metrics line summarises.

@@ -17,6 +17,7 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{AutocastDtype, CheckedConfig};
+use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
 use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
 use crate::model::{load_state, Head, OnlineProbe, ResNet};
@@ -66,6 +67,8 @@ pub enum Event {
     },
     /// A metrics line was written.
     Metrics(MetricsLine),
+    /// The collapsed count of r or z jumped between two measurements of the monitor.
+    Collapse(CollapseJump),
     /// A checkpoint was written after `epoch` epochs.
     Checkpoint {
         /// Epochs completed.
@@ -181,6 +184,7 @@ impl Window {
             } else {
                 0.0
             },
+            rank: None,
         })
     }
 }
@@ -270,8 +274,10 @@ fn log_window(
     window: &Window,
     kind: MetricsKind,
     (epoch, step, lr, last_checkpoint): (usize, usize, f64, Option<usize>),
+    rank: Option<RankSnapshot>,
 ) -> Result<MetricsLine> {
-    let line = window.line(kind, epoch, step, lr, last_checkpoint, run.root())?;
+    let mut line = window.line(kind, epoch, step, lr, last_checkpoint, run.root())?;
+    line.rank = rank;
     run.append_metrics(&line)?;
     on_event(&Event::Metrics(line.clone()));
     Ok(line)
@@ -308,6 +314,7 @@ pub fn train(
         },
     )?;
     let steps_per_epoch = loader.batches_per_epoch();
+    let mut monitor = CollapseMonitor::new(config, &c.monitor)?;
     let schedule = c
         .schedule
         .build(c.batch_size, steps_per_epoch, c.epochs)
@@ -441,10 +448,20 @@ pub fn train(
             });
             if step % c.log.every_steps == 0 {
                 let at = (epoch, step, lr, last_checkpoint);
-                log_window(&run, on_event, &window, MetricsKind::Step, at)?;
+                log_window(&run, on_event, &window, MetricsKind::Step, at, None)?;
                 window = Window::new(device, c.probe)?;
             }
         }
+        let rank = match monitor.as_mut() {
+            Some(m) if m.due(epoch + 1, c.epochs) => {
+                let (snapshot, jumps) = m.measure(&models.encoder, &models.head, device)?;
+                for j in jumps {
+                    on_event(&Event::Collapse(j));
+                }
+                Some(snapshot)
+            }
+            _ => None,
+        };
         let at = (epoch, step, lr, last_checkpoint);
         last_epoch = Some(log_window(
             &run,
@@ -452,6 +469,7 @@ pub fn train(
             &epoch_window,
             MetricsKind::Epoch,
             at,
+            rank,
         )?);
         epoch += 1;
         if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {

@@ -1,0 +1,163 @@
+//! The collapse monitor: rank metrics of r and z in the epoch lines of `metrics.jsonl`, and a
+//! warning when the collapsed count jumps.
+
+use std::path::Path;
+
+use directclr::eval::Space;
+use directclr::train::{
+    self, collapse_jump, CollapseMonitor, Event, MetricsKind, MetricsLine, MonitorConfig,
+    RunOptions, TrainConfig,
+};
+use tch::{nn, Device};
+
+fn config(extra: &str) -> TrainConfig {
+    let text = format!(
+        r#"
+seed = 1
+epochs = 2
+batch_size = 32
+workers = 1
+probe = false
+[data]
+source = {{ kind = "fashion_mnist", path = "{}" }}
+image_size = 32
+limit = 64
+[model]
+arch = "resnet18"
+stem = "cifar"
+width_multiplier = 0.0625
+[method]
+kind = "trainable_diagonal"
+[optimizer]
+kind = "sgd"
+[schedule]
+lr = 0.05
+warmup_epochs = 0.0
+[monitor]
+samples = 100
+{extra}
+"#,
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/fashion-mnist-subset")
+            .display()
+    );
+    TrainConfig::from_toml(&text, Path::new("monitor.toml")).unwrap()
+}
+
+#[test]
+fn jumps_follow_the_configured_or_default_size() {
+    let auto = MonitorConfig::default();
+    assert_eq!(auto.jump_for(2048), 204);
+    assert_eq!(auto.jump_for(16), 2);
+    assert!(collapse_jump(&auto, 0, 2, 16));
+    assert!(!collapse_jump(&auto, 3, 4, 16));
+    assert!(!collapse_jump(&auto, 5, 0, 16), "recovering is no jump");
+    let fixed = MonitorConfig { jump: 1, ..auto };
+    assert!(collapse_jump(&fixed, 3, 4, 2048));
+    let bad = MonitorConfig { samples: 1, ..auto };
+    assert!(bad
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("monitor.samples"));
+}
+
+#[test]
+fn epoch_lines_carry_rank_metrics_of_r_and_z() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let checked = config("").check().unwrap();
+    let mut lines = Vec::new();
+    train::train(
+        &checked,
+        &RunOptions {
+            out: tmp.path().to_path_buf(),
+            resume: false,
+        },
+        &mut |e| {
+            if let Event::Metrics(m) = e {
+                lines.push(m.clone());
+            }
+        },
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(tmp.path().join(train::METRICS_FILE)).unwrap();
+    let logged: Vec<MetricsLine> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let epochs: Vec<&MetricsLine> = logged
+        .iter()
+        .filter(|m| m.kind == MetricsKind::Epoch)
+        .collect();
+    assert_eq!(epochs.len(), 2);
+    for m in epochs {
+        let rank = m.rank.as_ref().expect("monitored epoch line");
+        assert_eq!(rank.r.samples, 100);
+        assert_eq!(rank.r.dim, 32);
+        assert_eq!(rank.z.dim, 32);
+        assert!(rank.r.effective_rank > 1.0 && rank.r.effective_rank <= 32.0);
+    }
+    assert!(logged
+        .iter()
+        .filter(|m| m.kind == MetricsKind::Step)
+        .all(|m| m.rank.is_none()));
+    // Off: no rank field.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let off = config("every_epochs = 0").check().unwrap();
+    train::train(
+        &off,
+        &RunOptions {
+            out: tmp2.path().to_path_buf(),
+            resume: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(tmp2.path().join(train::METRICS_FILE)).unwrap();
+    assert!(!text.contains("\"rank\""));
+}
+
+#[test]
+fn a_collapsing_embedding_raises_a_warning() {
+    tch::set_num_threads(1);
+    let checked = config("").check().unwrap();
+    let c = checked.config();
+    let mut monitor = CollapseMonitor::new(&checked, &c.monitor).unwrap().unwrap();
+    let vs = nn::VarStore::new(Device::Cpu);
+    let encoder = c.model.build(&vs.root().sub("encoder")).unwrap();
+    let head = c
+        .method
+        .build(&vs.root().sub("head"), checked.feat_dim())
+        .unwrap();
+    let (first, jumps) = monitor.measure(&encoder, &head, Device::Cpu).unwrap();
+    assert!(jumps.is_empty(), "no previous measurement");
+    // z = r ⊙ 1 at initialisation: the same spectrum (a freshly initialised narrow network
+    // already has dead channels).
+    let before = first.z.collapsed_dimensions;
+    assert_eq!(before, first.r.collapsed_dimensions);
+    assert!(before < 12, "{before}");
+    // Zero 24 of the 32 diagonal weights: z keeps 8 dimensions.
+    tch::no_grad(|| {
+        let w = head.named_tensors()[0].1.shallow_clone();
+        let _ = w.narrow(0, 8, 24).fill_(0.0);
+    });
+    let (second, jumps) = monitor.measure(&encoder, &head, Device::Cpu).unwrap();
+    let after = second.z.collapsed_dimensions;
+    assert!(after >= 24, "{after}");
+    assert_eq!(jumps.len(), 1, "{jumps:?}");
+    assert_eq!(jumps[0].space, Space::Embedding);
+    assert_eq!(
+        (jumps[0].before, jumps[0].after, jumps[0].dim),
+        (before, after, 32)
+    );
+    let expected = format!("{after} of the 32 dimensions of z");
+    assert!(
+        second.warnings[0].contains(&expected),
+        "{:?}",
+        second.warnings
+    );
+    // The same state again: no new jump.
+    let (_, jumps) = monitor.measure(&encoder, &head, Device::Cpu).unwrap();
+    assert!(jumps.is_empty());
+}
