@@ -64,6 +64,15 @@ pub enum Error {
         /// What did not match.
         reason: String,
     },
+    /// An error inside one part of a larger job (e.g. one run of a reproduction).
+    #[error("{context}")]
+    Context {
+        /// The part, e.g. "run `directclr` in `out/quick/runs/directclr`".
+        context: String,
+        /// The error itself.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// The library's result type.

@@ -18,6 +18,7 @@
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
 //! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
 //! - [`eval`]: linear probe, kNN and the spectra and rank metrics of trained encoders.
+//! - [`reproduce`]: Table 1 and Figures 2 and 9 in one resumable command and report.
 #![warn(missing_docs)]
 
 pub mod analysis;
@@ -30,6 +31,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod precision;
+pub mod reproduce;
 pub mod runtime;
 pub mod theory;
 pub mod train;

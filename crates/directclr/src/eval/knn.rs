@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// kNN settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
     /// Neighbours per query (peers use 20 or 200).
     pub k: usize,

@@ -37,7 +37,7 @@ pub enum ProbeMode {
 
 /// The probe's hyperparameters (defaults: the paper's protocol).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProbeConfig {
     /// Augmented (paper) or fast features mode.
     pub mode: ProbeMode,
@@ -166,29 +166,132 @@ pub fn linear_probe(
         ));
     }
     let device = model.device();
-    let full_dim = model.dim(config.space)?;
-    let (s, e) = config.slice.resolve(full_dim, "probe.slice")?;
+    let (s, e) = config
+        .slice
+        .resolve(model.dim(config.space)?, "probe.slice")?;
     let size = model.config().config().data.image_size;
     let eval = eval_transform(size);
     let opts = ExtractOptions {
         batch_size: config.batch_size,
         workers: config.workers,
     };
-    let test_f = sliced(
-        extract(model, test.clone(), eval, config.space, &opts)?,
+    let test_f = extract(model, test.clone(), eval, config.space, &opts)?;
+    let classes = train.class_names();
+    match config.mode {
+        ProbeMode::Features => {
+            let train_f = extract(model, train.clone(), eval, config.space, &opts)?;
+            probe_features(&train_f, &test_f, classes, config, on_epoch)
+        }
+        ProbeMode::Augmented => {
+            let recipe: Recipe = RecipeConfig {
+                views: vec![ViewConfig::probe_train(size)],
+            }
+            .check()?;
+            let transform = Transform::Views(recipe);
+            let norm = transform.normalize(0);
+            let loader = eval_loader(train.clone(), transform, &opts, device, (config.seed, true))?;
+            let test_f = sliced(test_f, s, e)?;
+            fit(
+                TrainData::Augmented {
+                    model,
+                    loader,
+                    norm,
+                    columns: (s, e),
+                },
+                &test_f,
+                classes,
+                config,
+                (train.len(), device),
+                on_epoch,
+            )
+        }
+    }
+}
+
+/// The fast probe on features already extracted (full space; `config.slice` selects the
+/// columns, `config.mode` is not read). Runs on the device of `train.x`.
+///
+/// # Shapes
+/// `train.x`: `[N, D]`, `test.x`: `[M, D]`; labels in `0..classes.len()`.
+pub fn probe_features(
+    train: &Features,
+    test: &Features,
+    classes: &[String],
+    config: &ProbeConfig,
+    on_epoch: &mut dyn FnMut(&ProbeEpoch),
+) -> Result<(ProbeReport, Classifier)> {
+    config.validate()?;
+    if test.dim() != train.dim() {
+        return Err(Error::config(
+            "features",
+            format!(
+                "{} training features but {} test features",
+                train.dim(),
+                test.dim()
+            ),
+        ));
+    }
+    let (s, e) = config.slice.resolve(train.dim(), "probe.slice")?;
+    let device = train.x.device();
+    let train_f = sliced(
+        Features {
+            x: train.x.shallow_clone(),
+            labels: train.labels.shallow_clone(),
+        },
         s,
         e,
     )?;
-    let test_x = test_f.x.f_to_device(device)?;
-    let test_y = test_f.labels.f_to_device(device)?;
+    let test_f = sliced(
+        Features {
+            x: test.x.shallow_clone(),
+            labels: test.labels.shallow_clone(),
+        },
+        s,
+        e,
+    )?;
+    let n = train_f.len();
+    fit(
+        TrainData::Features(train_f),
+        &test_f,
+        classes,
+        config,
+        (n, device),
+        on_epoch,
+    )
+}
 
+/// Where the probe's training batches come from.
+enum TrainData<'a> {
+    /// Features in memory (already sliced).
+    Features(Features),
+    /// Fresh augmented views through the frozen model, columns `[s, e)` of its features.
+    Augmented {
+        model: &'a TrainedModel,
+        loader: crate::data::Loader,
+        norm: crate::data::augment::Normalize,
+        columns: (i64, i64),
+    },
+}
+
+/// The probe's training loop: SGD on the classifier, cosine per epoch, test after each epoch.
+fn fit(
+    data: TrainData<'_>,
+    test: &Features,
+    classes: &[String],
+    config: &ProbeConfig,
+    (train_samples, device): (usize, tch::Device),
+    on_epoch: &mut dyn FnMut(&ProbeEpoch),
+) -> Result<(ProbeReport, Classifier)> {
+    let dim = test.dim();
+    let test_x = test.x.f_to_device(device)?;
+    let test_y = test.labels.f_to_device(device)?;
     tch::manual_seed(config.seed as i64);
     let classifier = Classifier::new(
         ClassifierMeta {
             space: config.space,
             slice: config.slice,
-            dim: e - s,
-            classes: train.class_names().to_vec(),
+            dim,
+            classes: classes.to_vec(),
         },
         device,
     )?;
@@ -202,31 +305,9 @@ pub fn linear_probe(
         ("weight".into(), classifier.weight.shallow_clone()),
         ("bias".into(), classifier.bias.shallow_clone()),
     ])?;
-
-    // The fast mode's features, or the paper's augmented view.
-    let (train_features, loader, norm) = match config.mode {
-        ProbeMode::Features => {
-            let f = sliced(
-                extract(model, train.clone(), eval, config.space, &opts)?,
-                s,
-                e,
-            )?;
-            (
-                Some((f.x.f_to_device(device)?, f.labels.f_to_device(device)?)),
-                None,
-                None,
-            )
-        }
-        ProbeMode::Augmented => {
-            let recipe: Recipe = RecipeConfig {
-                views: vec![ViewConfig::probe_train(size)],
-            }
-            .check()?;
-            let transform = Transform::Views(recipe);
-            let norm = transform.normalize(0);
-            let loader = eval_loader(train.clone(), transform, &opts, device, (config.seed, true))?;
-            (None, Some(loader), Some(norm))
-        }
+    let train_features = match &data {
+        TrainData::Features(f) => Some((f.x.f_to_device(device)?, f.labels.f_to_device(device)?)),
+        TrainData::Augmented { .. } => None,
     };
 
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
@@ -249,8 +330,8 @@ pub fn linear_probe(
             *loss_sum = loss_sum.f_add(&loss.f_detach()?.f_to_kind(Kind::Double)?)?;
             Ok(())
         };
-        match (&train_features, &loader) {
-            (Some((x, y)), _) => {
+        match (&data, &train_features) {
+            (TrainData::Features(_), Some((x, y))) => {
                 let n = x.size()[0] as usize;
                 let mut order: Vec<i64> = (0..n as i64).collect();
                 order.shuffle(&mut rng);
@@ -264,17 +345,24 @@ pub fn linear_probe(
                     batches += 1;
                 }
             }
-            (None, Some(loader)) => {
-                let norm = norm.expect("set with the loader");
+            (
+                TrainData::Augmented {
+                    model,
+                    loader,
+                    norm,
+                    columns: (s, e),
+                },
+                _,
+            ) => {
                 for batch in loader.epoch(epoch as u64) {
                     let batch = batch?;
                     let x = norm.apply_tensor(&batch.views[0].f_to_device(device)?);
-                    let f = model.features(&x, config.space)?.f_narrow(1, s, e - s)?;
+                    let f = model.features(&x, config.space)?.f_narrow(1, *s, e - s)?;
                     step(&f, &batch.labels.f_to_device(device)?, &mut loss_sum)?;
                     batches += 1;
                 }
             }
-            _ => unreachable!("one of the two is set"),
+            (TrainData::Features(_), None) => unreachable!("features are set with the data"),
         }
         let (top1, top5) = tch::no_grad(|| -> Result<(f64, f64)> {
             accuracies(&classifier.logits(&test_x)?, &test_y, 5)
@@ -305,8 +393,8 @@ pub fn linear_probe(
     Ok((
         ProbeReport {
             config: *config,
-            dim: e - s,
-            samples: (train.len(), test.len()),
+            dim,
+            samples: (train_samples, test.len()),
             epochs,
             best_top1: best.top1,
             best_top5,

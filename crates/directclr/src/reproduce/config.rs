@@ -1,0 +1,141 @@
+//! The configuration of a reproduction: a pretraining preset, the Table 1 rows to run on it,
+//! and the evaluation protocol (TOML, `configs/reproduce-*.toml`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::DEFAULT_COLLAPSE_THRESHOLD;
+use crate::eval::{KnnConfig, ProbeConfig, ProbeMode};
+use crate::method::Method;
+use crate::train::TrainConfig;
+use crate::{Error, Result};
+
+/// One pretraining run of the reproduction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Folder name under `runs/` and row label (letters, digits, `-`, `_`).
+    pub name: String,
+    /// The Table 1 row.
+    pub method: Method,
+    /// Also probe the sub-vectors r[:d0] and r[d0:] (DirectCLR only; the paper's ablation).
+    #[serde(default)]
+    pub sub_vector_probe: bool,
+}
+
+/// How the spectra are measured.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpectrumSettings {
+    /// λ_k / λ₁ below this counts as a collapsed dimension.
+    pub collapse_threshold: f64,
+}
+
+impl Default for SpectrumSettings {
+    fn default() -> Self {
+        SpectrumSettings {
+            collapse_threshold: DEFAULT_COLLAPSE_THRESHOLD,
+        }
+    }
+}
+
+/// How much labelled data the evaluations read.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalData {
+    /// Use only the first N training images (probe training, kNN bank); all when absent.
+    pub limit_train: Option<usize>,
+    /// Use only the first N test images (accuracies, spectra); all when absent.
+    pub limit_test: Option<usize>,
+}
+
+/// A reproduction as written in TOML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReproduceConfig {
+    /// Title of the report.
+    pub title: String,
+    /// The pretraining preset every run starts from (a `directclr train` config; relative
+    /// paths are relative to this file's folder).
+    pub pretrain: PathBuf,
+    /// The runs (one per Table 1 row).
+    pub runs: Vec<RunSpec>,
+    /// The linear probe (on r; the paper's protocol by default).
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// The kNN classifier.
+    #[serde(default)]
+    pub knn: KnnConfig,
+    /// Spectra.
+    #[serde(default)]
+    pub spectrum: SpectrumSettings,
+    /// Labelled data of the evaluations.
+    #[serde(default)]
+    pub eval: EvalData,
+}
+
+impl ReproduceConfig {
+    /// Reads and validates `file`; the preset path is resolved against its folder.
+    pub fn from_file(file: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("cannot read", file, e))?;
+        let mut c: ReproduceConfig = toml::from_str(&text).map_err(|e| Error::InvalidConfig {
+            field: format!("{}", file.display()),
+            reason: e.to_string(),
+        })?;
+        if c.pretrain.is_relative() {
+            c.pretrain = file.parent().unwrap_or(Path::new(".")).join(&c.pretrain);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks the runs and the evaluation settings.
+    pub fn validate(&self) -> Result<()> {
+        if self.runs.is_empty() {
+            return Err(Error::config("runs", "at least one run is needed"));
+        }
+        for (i, r) in self.runs.iter().enumerate() {
+            let ok = !r.name.is_empty()
+                && r
+                    .name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !ok {
+                return Err(Error::config(
+                    format!("runs[{i}].name"),
+                    format!("`{}` must be letters, digits, `-` or `_`", r.name),
+                ));
+            }
+            if self.runs[..i].iter().any(|o| o.name == r.name) {
+                return Err(Error::config(
+                    format!("runs[{i}].name"),
+                    format!("`{}` is used twice", r.name),
+                ));
+            }
+            if r.sub_vector_probe && !matches!(r.method, Method::DirectClr { .. }) {
+                return Err(Error::config(
+                    format!("runs[{i}].sub_vector_probe"),
+                    "only DirectCLR has a sub-vector r[:d0]",
+                ));
+            }
+        }
+        self.probe.validate()?;
+        if self.knn.k == 0 {
+            return Err(Error::config("knn.k", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The pretraining configuration of run `spec`: the preset with its method.
+    pub fn train_config(&self, spec: &RunSpec) -> Result<TrainConfig> {
+        let mut c = TrainConfig::from_file(&self.pretrain)?;
+        c.method = spec.method.clone();
+        Ok(c)
+    }
+
+    /// Whether the probe reuses extracted features (fast) or runs the paper's protocol.
+    pub fn fast_probe(&self) -> bool {
+        self.probe.mode == ProbeMode::Features
+    }
+}

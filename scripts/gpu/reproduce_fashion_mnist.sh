@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Table 1 on full Fashion-MNIST with ResNet-18 on an NVIDIA GPU
+# (configs/reproduce-fashion-mnist-gpu.toml): six pretraining runs, probes, kNN, spectra, and
+# the report. Resumable: run it again after an interruption and it continues.
+#
+# Here (build machine):
+#   source scripts/env.sh && cargo build --release -p directclr-cli
+#   mkdir -p .gpu && cp target/release/directclr .gpu/
+#   Fashion-MNIST's eight IDX files (or .gz) in a folder, e.g. .gpu/fashion-mnist
+# There:
+#   DATA=.gpu/fashion-mnist OUT_DIR=out/fashion-mnist-gpu scripts/gpu/reproduce_fashion_mnist.sh [--epochs N]
+# Extra arguments go to `directclr reproduce` (e.g. --epochs 20 for a shorter run).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin="${BIN:-.gpu/directclr}"
+data="${DATA:?set DATA to the folder of the full Fashion-MNIST IDX files}"
+out="${OUT_DIR:-${OUT:-out}/fashion-mnist-gpu}"
+torch_lib="${TORCH_LIB:-$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')}"
+export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+"$bin" info
+"$bin" reproduce --config configs/reproduce-fashion-mnist-gpu.toml --data "$data" \
+    --device cuda --out "$out" "$@"
+echo "report: $out/report.md"
