@@ -16,11 +16,14 @@
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
+//! - [`dist`]: data-parallel training through PyTorch's c10d engine (launch variables,
+//!   TCPStore rendezvous, Gloo process group, exact gathered negatives, synchronised BN).
 //! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
 #![warn(missing_docs)]
 
 pub mod analysis;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod loss;
 pub mod method;

@@ -232,6 +232,9 @@ pub struct TrainConfig {
     /// Metrics log.
     #[serde(default)]
     pub log: LogConfig,
+    /// Data-parallel settings (used when launched as several processes).
+    #[serde(default)]
+    pub dist: crate::dist::DistConfig,
 }
 
 fn default_workers() -> usize {
@@ -271,7 +274,14 @@ pub struct Overrides {
 
 /// The fields whose change does not alter the trained weights, so that a run folder may be
 /// resumed with other values (dotted TOML paths; a prefix covers a whole table).
-pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log"];
+pub const RESUME_FREE_FIELDS: &[&str] = &[
+    "workers",
+    "device",
+    "log",
+    "dist.backend",
+    "dist.bucket_mb",
+    "dist.timeout_s",
+];
 
 impl TrainConfig {
     /// Parses TOML text; `origin` names the file in errors. Unknown keys and wrong types are
@@ -368,6 +378,7 @@ impl TrainConfig {
             .embed_dim(feat_dim)
             .map_err(|e| prefixed("method", e))?;
         self.loss.validate().map_err(|e| prefixed("loss", e))?;
+        self.dist.validate().map_err(|e| prefixed("dist", e))?;
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
