@@ -205,7 +205,11 @@ fn a_rank_that_dies_makes_the_other_exit_with_a_message() {
             "rank {} exited {:.1} s after rank {victim} was killed: {}",
             1 - victim,
             killed_at.elapsed().as_secs_f64(),
-            stderr.lines().next().unwrap_or("")
+            stderr
+                .lines()
+                .filter(|l| l.contains("error") || l.contains("caused by"))
+                .collect::<Vec<_>>()
+                .join(" / ")
         );
     }
 }
