@@ -242,3 +242,50 @@ fn missing_or_inconsistent_launch_variables_are_clear_errors() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("batch_size"), "{stderr}");
 }
+
+#[test]
+fn a_run_resumes_with_another_number_of_processes() {
+    // Same global batch, so the same steps and samples: 2 processes killed after epoch 1 and
+    // resumed by 1, and 1 process killed and resumed by 2, both end with the weights of an
+    // uninterrupted one-process run.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_config(tmp.path(), 2, "");
+    let whole = tmp.path().join("whole");
+    run_ok(&mut train(&config, &whole, &[]));
+    let wait_for_checkpoint = |out: &Path| {
+        let start = Instant::now();
+        while !out.join("checkpoint.safetensors").exists() {
+            assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let two_then_one = tmp.path().join("two-then-one");
+    let port = directclr::dist::launch::free_port().unwrap();
+    let mut ranks: Vec<Child> = (0..2)
+        .map(|r| spawn_rank(&config, &two_then_one, r, port))
+        .collect();
+    wait_for_checkpoint(&two_then_one);
+    for r in &mut ranks {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    let out = run_ok(&mut train(&config, &two_then_one, &[]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    let (diff, _) = max_difference(&whole, &two_then_one);
+    assert!(diff < 1e-6, "2 then 1 processes differ by {diff:e}");
+
+    let one_then_two = tmp.path().join("one-then-two");
+    let mut one = train(&config, &one_then_two, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&one_then_two);
+    one.kill().unwrap();
+    one.wait().unwrap();
+    let out = run_ok(&mut train(&config, &one_then_two, &["--nproc", "2"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    let (diff, _) = max_difference(&whole, &one_then_two);
+    assert!(diff < 1e-6, "1 then 2 processes differ by {diff:e}");
+}

@@ -2,8 +2,9 @@
 //! of a command with `RANK`, `WORLD_SIZE`, `LOCAL_RANK`, `LOCAL_WORLD_SIZE`, `MASTER_ADDR`
 //! (127.0.0.1) and a free `MASTER_PORT`, waits for all of them, and when one fails gives the
 //! others a grace period to notice (they do, through their closed connections) before killing
-//! them.
+//! them. The ranks end with the launcher (Linux's parent-death signal).
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -45,7 +46,17 @@ pub fn run_local(
     let port = free_port()?;
     let mut children: Vec<(usize, Child)> = Vec::with_capacity(nproc);
     for rank in 0..nproc {
-        let child = Command::new(program)
+        let mut cmd = Command::new(program);
+        // A rank outlives neither the launcher nor its kill -9: the kernel sends it SIGTERM
+        // when the launcher exits.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(args)
             .env("RANK", rank.to_string())
             .env("WORLD_SIZE", nproc.to_string())
