@@ -64,7 +64,13 @@ fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg("--out")
         .arg(out)
         .args(extra);
-    for v in ["RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"] {
+    for v in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ] {
         c.env_remove(v);
     }
     c
@@ -121,12 +127,19 @@ fn two_processes_with_sync_bn_hold_the_weights_of_one_process() {
         std::fs::read_to_string(p.join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].as_f64().unwrap())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
             .collect()
     };
     let (l1, l2) = (loss(&one), loss(&two));
     assert_eq!(l1.len(), l2.len());
-    assert!(l1.iter().zip(&l2).all(|(a, b)| (a - b).abs() < 1e-5), "{l1:?} {l2:?}");
+    assert!(
+        l1.iter().zip(&l2).all(|(a, b)| (a - b).abs() < 1e-5),
+        "{l1:?} {l2:?}"
+    );
     // Rank 0 alone writes the run folder: one line per step and epoch, no duplicates.
     assert_eq!(l2.len(), 6 + 2);
 }
@@ -179,12 +192,18 @@ fn a_rank_that_dies_makes_the_other_exit_with_a_message() {
     for victim in [1usize, 0] {
         let out = tmp.path().join(format!("run-{victim}"));
         let port = directclr::dist::launch::free_port().unwrap();
-        let mut ranks: Vec<Option<Child>> =
-            (0..2).map(|r| Some(spawn_rank(&config, &out, r, port))).collect();
+        let mut ranks: Vec<Option<Child>> = (0..2)
+            .map(|r| Some(spawn_rank(&config, &out, r, port)))
+            .collect();
         // Both ranks are training once rank 0 has logged a step.
         let start = Instant::now();
-        while !std::fs::read_to_string(out.join("metrics.jsonl")).is_ok_and(|m| m.lines().count() >= 2) {
-            assert!(start.elapsed() < Duration::from_secs(120), "the run did not start");
+        while !std::fs::read_to_string(out.join("metrics.jsonl"))
+            .is_ok_and(|m| m.lines().count() >= 2)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the run did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut dead = ranks[victim].take().unwrap();
@@ -193,12 +212,17 @@ fn a_rank_that_dies_makes_the_other_exit_with_a_message() {
         dead.wait().unwrap();
         let killed_at = Instant::now();
         let survivor = ranks[1 - victim].take().unwrap();
-        let output = wait_for(survivor, Duration::from_secs(60))
-            .unwrap_or_else(|| panic!("rank {} still runs 60 s after rank {victim} died", 1 - victim));
+        let output = wait_for(survivor, Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!(
+                "rank {} still runs 60 s after rank {victim} died",
+                1 - victim
+            )
+        });
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{stderr}");
         assert!(
-            stderr.contains(&format!("rank {} of 2", 1 - victim)) && stderr.contains("distributed run"),
+            stderr.contains(&format!("rank {} of 2", 1 - victim))
+                && stderr.contains("distributed run"),
             "{stderr}"
         );
         eprintln!(
@@ -221,10 +245,29 @@ fn missing_or_inconsistent_launch_variables_are_clear_errors() {
     let out = tmp.path().join("run");
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("RANK", "0")], "`WORLD_SIZE`"),
-        (&[("RANK", "2"), ("WORLD_SIZE", "2")], "rank 2 is not in 0..2"),
-        (&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_PORT", "1")], "`MASTER_ADDR`"),
+        (
+            &[("RANK", "2"), ("WORLD_SIZE", "2")],
+            "rank 2 is not in 0..2",
+        ),
+        (
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "2"),
+                ("LOCAL_RANK", "0"),
+                ("MASTER_PORT", "1"),
+            ],
+            "`MASTER_ADDR`",
+        ),
         (&[("RANK", "x"), ("WORLD_SIZE", "2")], "`RANK`"),
-        (&[("RANK", "0"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")], "`LOCAL_RANK`"),
+        (
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", "1"),
+            ],
+            "`LOCAL_RANK`",
+        ),
     ];
     for (vars, expected) in cases {
         let mut cmd = train(&config, &out, &[]);
@@ -233,14 +276,20 @@ fn missing_or_inconsistent_launch_variables_are_clear_errors() {
         }
         let o = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && stderr.contains(expected), "{vars:?}: {stderr}");
+        assert!(
+            !o.status.success() && stderr.contains(expected),
+            "{vars:?}: {stderr}"
+        );
         assert!(!out.exists(), "nothing is written on a launch error");
     }
     // A global batch the processes cannot share.
     let mut cmd = train(&config, &out, &["--nproc", "3"]);
     let o = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("batch_size"), "{stderr}");
+    assert!(
+        !o.status.success() && stderr.contains("batch_size"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -102,8 +102,11 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     /// Waits for a started collective and frees its handle.
-    pub fn directclr_dist_work_wait(work: *mut DirectclrWork, err: *mut c_char, err_len: usize)
-        -> c_int;
+    pub fn directclr_dist_work_wait(
+        work: *mut DirectclrWork,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     /// In-place broadcast of a contiguous tensor from `root`.
     pub fn directclr_dist_broadcast(
         group: *mut DirectclrGroup,
@@ -113,8 +116,11 @@ extern "C" {
         err_len: usize,
     ) -> c_int;
     /// Waits for every rank.
-    pub fn directclr_dist_barrier(group: *mut DirectclrGroup, err: *mut c_char, err_len: usize)
-        -> c_int;
+    pub fn directclr_dist_barrier(
+        group: *mut DirectclrGroup,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     /// `*out` = differentiable all-gather `[n, …]` → `[size·n, …]` (a new tensor).
     pub fn directclr_dist_all_gather_grad(
         group: *mut DirectclrGroup,

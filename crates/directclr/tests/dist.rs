@@ -128,12 +128,22 @@ fn every_step_the_ranks_batches_are_the_one_process_batch() {
             for (step, one) in reference.iter().enumerate() {
                 let mut union: Vec<usize> = Vec::new();
                 for rank in &ranks {
-                    assert_eq!(rank.len(), reference.len(), "world {world}: steps per epoch");
+                    assert_eq!(
+                        rank.len(),
+                        reference.len(),
+                        "world {world}: steps per epoch"
+                    );
                     let b = &rank[step];
                     for (i, idx) in b.indices.iter().enumerate() {
-                        let j = one.indices.iter().position(|x| x == idx).unwrap_or_else(|| {
-                            panic!("world {world} step {step}: sample {idx} is not in the batch")
-                        });
+                        let j = one
+                            .indices
+                            .iter()
+                            .position(|x| x == idx)
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "world {world} step {step}: sample {idx} is not in the batch"
+                                )
+                            });
                         for v in 0..2 {
                             assert!(b.views[v].get(i as i64).equal(&one.views[v].get(j as i64)));
                         }
@@ -213,8 +223,18 @@ fn gather_backward_sums_gradients_over_ranks_and_keeps_own_rows() {
         assert!(res.0.allclose(&all, 0.0, 0.0, false));
         let expect = c.narrow(0, 3 * r as i64, 3);
         assert!(res.1.allclose(&expect, 1e-12, 1e-12, false), "rank {r}");
-        assert!(res.2.allclose(&(seeded(30, &[3, 4]) + seeded(31, &[3, 4])), 1e-12, 1e-12, false));
-        assert!(res.3.allclose(&(seeded(40, &[3, 4]) + seeded(41, &[3, 4])), 1e-12, 1e-12, false));
+        assert!(res.2.allclose(
+            &(seeded(30, &[3, 4]) + seeded(31, &[3, 4])),
+            1e-12,
+            1e-12,
+            false
+        ));
+        assert!(res.3.allclose(
+            &(seeded(40, &[3, 4]) + seeded(41, &[3, 4])),
+            1e-12,
+            1e-12,
+            false
+        ));
     }
 }
 
@@ -235,7 +255,10 @@ fn sync_batch_norm_of_two_ranks_is_batch_norm_of_the_whole_batch() {
         let xr = x2.narrow(0, start, len).copy().set_requires_grad(true);
         let w = seeded(3, &[3]).set_requires_grad(true);
         let bias = seeded(4, &[3]).set_requires_grad(true);
-        let (rm, rv) = (Tensor::zeros([3], (Kind::Double, Device::Cpu)), Tensor::ones([3], (Kind::Double, Device::Cpu)));
+        let (rm, rv) = (
+            Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+            Tensor::ones([3], (Kind::Double, Device::Cpu)),
+        );
         let y = sync_batch_norm(g, &xr, &w, &bias, &rm, &rv, 0.1, 1e-5).unwrap();
         (&y * c2.narrow(0, start, len)).sum(Kind::Double).backward();
         (y.detach(), xr.grad(), w.grad(), bias.grad(), rm, rv)
@@ -243,8 +266,20 @@ fn sync_batch_norm_of_two_ranks_is_batch_norm_of_the_whole_batch() {
     let xr = x.copy().set_requires_grad(true);
     let w = gamma.copy().set_requires_grad(true);
     let bias = beta.copy().set_requires_grad(true);
-    let (rm, rv) = (Tensor::zeros([3], (Kind::Double, Device::Cpu)), Tensor::ones([3], (Kind::Double, Device::Cpu)));
-    let y = xr.batch_norm(Some(&w), Some(&bias), Some(&rm), Some(&rv), true, 0.1, 1e-5, false);
+    let (rm, rv) = (
+        Tensor::zeros([3], (Kind::Double, Device::Cpu)),
+        Tensor::ones([3], (Kind::Double, Device::Cpu)),
+    );
+    let y = xr.batch_norm(
+        Some(&w),
+        Some(&bias),
+        Some(&rm),
+        Some(&rv),
+        true,
+        0.1,
+        1e-5,
+        false,
+    );
     (&y * &c).sum(Kind::Double).backward();
     let close = |p: &Tensor, q: &Tensor| p.allclose(q, 1e-10, 1e-10, false);
     let cat = |p: &Tensor, q: &Tensor| Tensor::cat(&[p, q], 0);

@@ -42,7 +42,10 @@ impl DistConfig {
             ));
         }
         if self.timeout_s == 0 {
-            return Err(crate::Error::config("timeout_s", "must be at least 1 second"));
+            return Err(crate::Error::config(
+                "timeout_s",
+                "must be at least 1 second",
+            ));
         }
         Ok(())
     }

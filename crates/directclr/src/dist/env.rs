@@ -50,15 +50,14 @@ impl DistEnv {
             reason: format!("not set, but {why}"),
         };
         // torchrun's names first; SLURM's as the fallback of the whole pair.
-        let (rank_name, world_name, local_name) = if get("RANK").is_some()
-            || get("WORLD_SIZE").is_some()
-        {
-            ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-        } else if get("SLURM_PROCID").is_some() || get("SLURM_NTASKS").is_some() {
-            ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
-        } else {
-            return Ok(None);
-        };
+        let (rank_name, world_name, local_name) =
+            if get("RANK").is_some() || get("WORLD_SIZE").is_some() {
+                ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+            } else if get("SLURM_PROCID").is_some() || get("SLURM_NTASKS").is_some() {
+                ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+            } else {
+                return Ok(None);
+            };
         let rank: usize = match get(rank_name) {
             Some(v) => parse(rank_name, &v)?,
             None => return Err(missing(rank_name, &format!("`{world_name}` is"))),

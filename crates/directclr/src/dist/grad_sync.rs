@@ -35,7 +35,10 @@ impl GradientBuckets {
                 buckets.push(Vec::new());
                 size = 0;
             }
-            buckets.last_mut().expect("a bucket exists").push(p.shallow_clone());
+            buckets
+                .last_mut()
+                .expect("a bucket exists")
+                .push(p.shallow_clone());
             size += bytes;
         }
         buckets.retain(|b| !b.is_empty());
@@ -112,7 +115,11 @@ pub fn broadcast_tensors(group: &ProcessGroup, tensors: &[Tensor], root: usize) 
             .map(|t| t.f_reshape([-1]))
             .collect::<Result<_, _>>()?;
         let flat = Tensor::f_cat(&flat, 0)?.f_contiguous()?;
-        group.broadcast_(&flat, root, &format!("broadcast of the {kind:?} state from rank {root}"))?;
+        group.broadcast_(
+            &flat,
+            root,
+            &format!("broadcast of the {kind:?} state from rank {root}"),
+        )?;
         let mut offset = 0i64;
         for t in same {
             let n = t.numel() as i64;

@@ -311,7 +311,11 @@ impl ProcessGroup {
     /// # Shapes
     /// `x`: `[n, …]` (the same n on every rank) → `[world · n, …]`, rank r's rows at `r·n`.
     pub fn all_gather_with_grad(&self, x: &Tensor) -> Result<Tensor> {
-        self.autograd_op(x, "all-gather", directclr_sys::directclr_dist_all_gather_grad)
+        self.autograd_op(
+            x,
+            "all-gather",
+            directclr_sys::directclr_dist_all_gather_grad,
+        )
     }
 
     /// The sum of `x` over the ranks, differentiably (the backward all-reduces the gradient).
@@ -319,6 +323,10 @@ impl ProcessGroup {
     /// # Shapes
     /// `x`: any shape, the same on every rank → the same shape.
     pub fn all_reduce_with_grad(&self, x: &Tensor) -> Result<Tensor> {
-        self.autograd_op(x, "all-reduce", directclr_sys::directclr_dist_all_reduce_grad)
+        self.autograd_op(
+            x,
+            "all-reduce",
+            directclr_sys::directclr_dist_all_reduce_grad,
+        )
     }
 }

@@ -103,7 +103,7 @@ impl Distributed {
     /// `global / world`, which must divide exactly.
     pub fn local_batch(&self, global: usize) -> Result<usize> {
         let w = self.world_size();
-        if global % w != 0 || global / w == 0 {
+        if global / w * w != global || global / w == 0 {
             return Err(Error::config(
                 "batch_size",
                 format!(
@@ -145,11 +145,10 @@ impl Distributed {
             .map(|t| t.f_to_kind(Kind::Double)?.f_reshape([1]))
             .collect::<Result<_, _>>()?;
         let flat = Tensor::f_cat(&flat, 0)?;
-        self.group.all_reduce_sum_(&flat, "all-reduce of the metrics")?;
+        self.group
+            .all_reduce_sum_(&flat, "all-reduce of the metrics")?;
         let flat = flat.f_div_scalar(self.world_size() as f64)?;
-        (0..sums.len() as i64)
-            .map(|i| Ok(flat.f_get(i)?))
-            .collect()
+        (0..sums.len() as i64).map(|i| Ok(flat.f_get(i)?)).collect()
     }
 }
 

@@ -89,13 +89,14 @@ pub fn sync_batch_norm(
     let vars = all.f_narrow(1, c, c)?; // [W, C]
     let counts = all.f_narrow(1, 2 * c, 1)?; // [W, 1]
     let total = counts.f_sum(None::<Kind>)?; // []
-    let mu = (&means * &counts).f_sum_dim_intlist([0i64].as_slice(), false, None::<Kind>)?
-        / &total; // [C]
+    let mu = (&means * &counts).f_sum_dim_intlist([0i64].as_slice(), false, None::<Kind>)? / &total; // [C]
     let dev = &means - &mu.f_unsqueeze(0)?; // [W, C]
-    let sigma2 = ((&vars + &dev * &dev) * &counts)
-        .f_sum_dim_intlist([0i64].as_slice(), false, None::<Kind>)?
-        / &total; // [C]
-    // Broadcast [C] over x's layout: [1, C] or [1, C, 1, 1].
+    let sigma2 = ((&vars + &dev * &dev) * &counts).f_sum_dim_intlist(
+        [0i64].as_slice(),
+        false,
+        None::<Kind>,
+    )? / &total; // [C]
+                 // Broadcast [C] over x's layout: [1, C] or [1, C, 1, 1].
     let mut shape = vec![1i64; size.len()];
     shape[1] = c;
     let inv_std = (&sigma2 + eps).f_rsqrt()?;

@@ -462,7 +462,7 @@ pub fn train_distributed(
                 let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
                 let z1 = models.head.embed(&r1, true)?; // [n, d]
                 let z2 = models.head.embed(&r2, true)?; // [n, d]
-                // Several processes: the loss of the global batch, from every rank's rows.
+                                                        // Several processes: the loss of the global batch, from every rank's rows.
                 let (z1, z2) = match dist {
                     Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
                     None => (z1, z2),
