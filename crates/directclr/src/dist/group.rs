@@ -110,7 +110,8 @@ fn check(rc: c_int, err: &[c_char; ERR_LEN], context: &str) -> Result<()> {
 
 impl ProcessGroup {
     /// Joins the run described by `env`: the TCPStore at `MASTER_ADDR:MASTER_PORT` (rank 0
-    /// serves it and waits for every rank), then the `backend`'s process group. Every wait —
+    /// serves it and waits for every rank, unless torchrun's agent serves it:
+    /// `TORCHELASTIC_USE_AGENT_STORE=True`), then the `backend`'s process group. Every wait —
     /// for the other ranks to join, and later for any collective — fails after `timeout`.
     /// `GLOO_SOCKET_IFNAME` (as in torch.distributed) picks Gloo's network interface.
     pub fn init(env: &DistEnv, backend: Backend, timeout: Duration) -> Result<Self> {
@@ -133,6 +134,10 @@ impl ProcessGroup {
             &std::env::var("GLOO_SOCKET_IFNAME").unwrap_or_default(),
         )?;
         let ms = timeout.as_millis().min(i64::MAX as u128) as i64;
+        // Under torchrun the agent already serves the store at MASTER_PORT and says so; then
+        // rank 0 connects like every other rank (as torch.distributed's env rendezvous does).
+        let agent_store =
+            std::env::var("TORCHELASTIC_USE_AGENT_STORE").is_ok_and(|v| v.trim() == "True");
         let mut err = [0 as c_char; ERR_LEN];
         let mut store = std::ptr::null_mut();
         // SAFETY: valid C strings and out-pointer; the shim catches every C++ exception.
@@ -140,7 +145,7 @@ impl ProcessGroup {
             directclr_sys::directclr_dist_store_new(
                 host.as_ptr(),
                 c_int::from(env.master_port),
-                c_int::from(env.rank == 0),
+                c_int::from(env.rank == 0 && !agent_store),
                 env.world_size as c_int,
                 ms,
                 &mut store,
