@@ -89,6 +89,12 @@ pub struct TrainArgs {
     /// No progress line: one line per epoch only.
     #[arg(long)]
     pub quiet: bool,
+    /// Data-parallel on this machine: start N processes of this command (ranks 0..N, a free
+    /// port on 127.0.0.1), as `torchrun --nproc-per-node N` would. `batch_size` stays the
+    /// global batch. Without it, the launch variables (RANK, WORLD_SIZE, LOCAL_RANK,
+    /// MASTER_ADDR, MASTER_PORT, as set by torchrun or SLURM) decide.
+    #[arg(long)]
+    pub nproc: Option<usize>,
 }
 
 pub(crate) fn parse_device(s: &str) -> Result<DeviceSpec, String> {

@@ -1,9 +1,10 @@
 //! Raw bindings to the C++ shim compiled against libtorch's headers.
 //!
 //! The shim carries what `tch` does not bind: the autocast dtype (tch can switch autocast on
-//! but not choose bfloat16) and channels-last memory order; c10d process groups come later.
+//! but not choose bfloat16), channels-last memory order, and PyTorch's c10d engine (TCPStore
+//! rendezvous, the Gloo process group, differentiable all-gather and all-reduce).
 //! Everything here is `unsafe extern "C"`; the safe wrappers live in the `directclr` crate
-//! (`directclr::precision`).
+//! (`directclr::precision`, `directclr::dist`).
 #![warn(missing_docs)]
 
 use std::ffi::{c_char, c_int, CStr};
@@ -43,6 +44,99 @@ extern "C" {
     ) -> c_int;
     /// 1 if the tensor is contiguous in channels-last order.
     pub fn directclr_is_channels_last(input: *const C_tensor) -> c_int;
+}
+
+/// A c10d TCPStore (opaque; `shim/dist.cpp`).
+#[repr(C)]
+pub struct DirectclrStore {
+    _private: [u8; 0],
+}
+
+/// A c10d process group with its rank and size (opaque).
+#[repr(C)]
+pub struct DirectclrGroup {
+    _private: [u8; 0],
+}
+
+/// A collective in flight (opaque).
+#[repr(C)]
+pub struct DirectclrWork {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    /// Rendezvous at `host:port`: rank 0 serves (`is_server` 1) and waits for `world_size`
+    /// processes; the others connect, retrying for `timeout_ms`.
+    pub fn directclr_dist_store_new(
+        host: *const c_char,
+        port: c_int,
+        is_server: c_int,
+        world_size: c_int,
+        timeout_ms: i64,
+        out: *mut *mut DirectclrStore,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// Frees a store handle.
+    pub fn directclr_dist_store_free(store: *mut DirectclrStore);
+    /// A Gloo process group over `store`; `interface` (may be empty) names the network
+    /// interface; collectives time out after `timeout_ms`.
+    pub fn directclr_dist_gloo_new(
+        store: *mut DirectclrStore,
+        rank: c_int,
+        size: c_int,
+        timeout_ms: i64,
+        interface: *const c_char,
+        out: *mut *mut DirectclrGroup,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// Frees a group handle.
+    pub fn directclr_dist_group_free(group: *mut DirectclrGroup);
+    /// Starts an in-place sum over ranks of a contiguous tensor.
+    pub fn directclr_dist_all_reduce_start(
+        group: *mut DirectclrGroup,
+        t: *mut C_tensor,
+        out: *mut *mut DirectclrWork,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// Waits for a started collective and frees its handle.
+    pub fn directclr_dist_work_wait(
+        work: *mut DirectclrWork,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// In-place broadcast of a contiguous tensor from `root`.
+    pub fn directclr_dist_broadcast(
+        group: *mut DirectclrGroup,
+        t: *mut C_tensor,
+        root: c_int,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// Waits for every rank.
+    pub fn directclr_dist_barrier(
+        group: *mut DirectclrGroup,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// `*out` = differentiable all-gather `[n, …]` → `[size·n, …]` (a new tensor).
+    pub fn directclr_dist_all_gather_grad(
+        group: *mut DirectclrGroup,
+        x: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// `*out` = differentiable sum over ranks (a new tensor).
+    pub fn directclr_dist_all_reduce_grad(
+        group: *mut DirectclrGroup,
+        x: *const C_tensor,
+        out: *mut *mut C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
 }
 
 /// The libtorch version the shim was compiled against, e.g. `"2.11.0"`.

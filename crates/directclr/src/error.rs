@@ -55,6 +55,16 @@ pub enum Error {
     /// An error of the data pipeline (readers, augmentations, loader).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    /// A distributed run failed: a launch variable is missing or inconsistent, the rendezvous
+    /// did not complete, or a collective failed (a rank died, or made no progress within the
+    /// timeout).
+    #[error("distributed run, {context}: {reason}")]
+    Distributed {
+        /// Where, e.g. "rank 1 of 2, all-reduce of gradients" or the variable `WORLD_SIZE`.
+        context: String,
+        /// What was observed.
+        reason: String,
+    },
     /// Saved tensors (a weights file, an optimiser state) do not match what is being restored:
     /// missing, unexpected or misshapen tensors, or a file that is not safetensors.
     #[error("cannot restore {what}: {reason}")]

@@ -16,6 +16,8 @@
 //! - [`loss`]: InfoNCE, the authors' cross-view symmetric form and SimCLR's NT-Xent.
 //! - [`method`]: the rows of Table 1 (SimCLR projectors, DirectCLR, ablations) as one enum.
 //! - [`optim`]: LARS and SGD updating parameters in place, the warm-up + cosine schedule.
+//! - [`dist`]: data-parallel training through PyTorch's c10d engine (launch variables,
+//!   TCPStore rendezvous, Gloo process group, exact gathered negatives, synchronised BN).
 //! - [`train`]: the one pretraining loop, its TOML configuration, run folder and resume.
 //! - [`eval`]: linear probe, kNN and the spectra and rank metrics of trained encoders.
 //! - [`reproduce`]: Table 1 and Figures 2 and 9 in one resumable command and report.
@@ -23,6 +25,7 @@
 
 pub mod analysis;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod eval;
 pub mod loss;

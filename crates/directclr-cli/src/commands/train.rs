@@ -6,12 +6,28 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
+use directclr::dist::{launch, DistEnv, Distributed};
 use directclr::train::{self, Event, MetricsKind, MetricsLine, Overrides, RunOptions, TrainConfig};
 
 use crate::cli::TrainArgs;
 
 /// Runs `train`.
 pub fn run(a: TrainArgs) -> anyhow::Result<()> {
+    let env = DistEnv::from_env()?;
+    if let Some(n) = a.nproc {
+        if env.is_some() {
+            anyhow::bail!(
+                "--nproc starts the processes itself, but this process already has launch \
+                 variables (RANK/WORLD_SIZE): drop one of the two"
+            );
+        }
+        if n == 0 {
+            anyhow::bail!("invalid `--nproc`: 0 must be at least 1");
+        }
+        if n > 1 {
+            return launch_local(n);
+        }
+    }
     let mut config = TrainConfig::from_file(&a.config)?;
     config.apply(&Overrides {
         epochs: a.epochs,
@@ -34,7 +50,27 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         PathBuf::from("runs").join(stem)
     });
     let c = checked.config();
-    println!(
+    let dist = match &env {
+        Some(env) => Some(
+            Distributed::init(env, &c.dist)
+                .with_context(|| format!("rank {} of {}", env.rank, env.world_size))?,
+        ),
+        None => None,
+    };
+    let main = dist.as_ref().is_none_or(|d| d.is_main());
+    if let Some(d) = &dist {
+        if d.is_main() {
+            println!(
+                "data-parallel: {} processes ({:?}), {} per rank, sync BN {}",
+                d.world_size(),
+                d.group().backend(),
+                c.batch_size / d.world_size(),
+                if c.dist.sync_bn { "on" } else { "off" }
+            );
+        }
+    }
+    if main {
+        println!(
         "train: {} on {} ({} {} stem, width {}, r {}-d, z {}-d), batch {}, {} epochs, seed {} -> {}",
         c.method.name(),
         c.data.source.path().display(),
@@ -47,18 +83,36 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         c.epochs,
         c.seed,
         out.display()
-    );
+        );
+    }
     let mut progress = ProgressLine::new(a.quiet);
-    let summary = train::train(
+    let summary = train::train_distributed(
         &checked,
         &RunOptions {
             out: out.clone(),
             resume: a.resume,
         },
-        &mut |e| progress.event(e),
+        dist.as_ref(),
+        // Rank 0 alone reports progress.
+        &mut |e| {
+            if main {
+                progress.event(e)
+            }
+        },
     )
-    .with_context(|| format!("training run in `{}`", out.display()))?;
+    .with_context(|| match &dist {
+        Some(d) => format!(
+            "rank {} of {}, training run in `{}`",
+            d.rank(),
+            d.world_size(),
+            out.display()
+        ),
+        None => format!("training run in `{}`", out.display()),
+    })?;
     progress.finish();
+    if !main {
+        return Ok(());
+    }
     if summary.started_at_epoch >= c.epochs {
         println!(
             "the run in `{}` is already complete ({} epochs, {} steps)",
@@ -74,6 +128,25 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             out.join(train::ENCODER_FILE).display()
         );
     }
+    Ok(())
+}
+
+/// `--nproc N`: runs N ranks of this very command line (without `--nproc`) on this machine.
+fn launch_local(n: usize) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut args: Vec<String> = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "--nproc" {
+            it.next();
+        } else if !arg.starts_with("--nproc=") {
+            args.push(arg);
+        }
+    }
+    eprintln!("starting {n} processes of `{}`", exe.display());
+    // Once a rank fails, the others stop by themselves (closed connections); the grace
+    // period only bounds a rank that does not.
+    launch::run_local(&exe, &args, n, std::time::Duration::from_secs(60))?;
     Ok(())
 }
 

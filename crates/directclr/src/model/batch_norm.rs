@@ -72,8 +72,39 @@ impl BatchNorm {
     ///
     /// # Shapes
     /// - `x`: `[batch, C]` or `[batch, C, H, W]`; output: same.
+    ///
+    /// In training, inside a [`crate::dist::SyncBatchNormScope`] of a run of several processes,
+    /// the batch statistics are those of the global batch ([`crate::dist::sync_batch_norm`]).
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.f_batch_norm(
+        let sync = if train {
+            crate::dist::sync_bn::current_group()
+        } else {
+            None
+        };
+        let y = if let Some(group) = sync {
+            crate::dist::sync_batch_norm(
+                &group,
+                x,
+                &self.weight,
+                &self.bias,
+                &self.running_mean,
+                &self.running_var,
+                Self::MOMENTUM,
+                Self::EPS,
+            )?
+        } else {
+            self.forward_local(x, train)?
+        };
+        if train {
+            let mut n = self.num_batches_tracked.shallow_clone();
+            tch::no_grad(|| n.f_add_scalar_(1).map(drop))?;
+        }
+        Ok(y)
+    }
+
+    /// libtorch's batch norm over this process's rows.
+    fn forward_local(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(x.f_batch_norm(
             Some(&self.weight),
             Some(&self.bias),
             Some(&self.running_mean),
@@ -82,11 +113,6 @@ impl BatchNorm {
             Self::MOMENTUM,
             Self::EPS,
             true,
-        )?;
-        if train {
-            let mut n = self.num_batches_tracked.shallow_clone();
-            tch::no_grad(|| n.f_add_scalar_(1).map(drop))?;
-        }
-        Ok(y)
+        )?)
     }
 }

@@ -242,6 +242,9 @@ pub struct TrainConfig {
     /// Collapse monitoring (rank metrics of r and z on held-out images).
     #[serde(default)]
     pub monitor: super::monitor::MonitorConfig,
+    /// Data-parallel settings (used when launched as several processes).
+    #[serde(default)]
+    pub dist: crate::dist::DistConfig,
 }
 
 fn default_workers() -> usize {
@@ -281,7 +284,15 @@ pub struct Overrides {
 
 /// The fields whose change does not alter the trained weights, so that a run folder may be
 /// resumed with other values (dotted TOML paths; a prefix covers a whole table).
-pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log", "monitor"];
+pub const RESUME_FREE_FIELDS: &[&str] = &[
+    "workers",
+    "device",
+    "log",
+    "monitor",
+    "dist.backend",
+    "dist.bucket_mb",
+    "dist.timeout_s",
+];
 
 impl TrainConfig {
     /// Parses TOML text; `origin` names the file in errors. Unknown keys and wrong types are
@@ -379,6 +390,7 @@ impl TrainConfig {
             .map_err(|e| prefixed("method", e))?;
         self.loss.validate().map_err(|e| prefixed("loss", e))?;
         self.monitor.validate()?;
+        self.dist.validate().map_err(|e| prefixed("dist", e))?;
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;

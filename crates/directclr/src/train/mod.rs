@@ -4,6 +4,7 @@
 
 mod config;
 mod monitor;
+mod replicas;
 mod run_dir;
 mod trainer;
 
@@ -16,4 +17,4 @@ pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
     CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METADATA_KEY, METRICS_FILE,
 };
-pub use trainer::{train, Event, RunOptions, Summary};
+pub use trainer::{train, train_distributed, Event, RunOptions, Summary};

@@ -20,6 +20,7 @@ use super::config::{AutocastDtype, CheckedConfig};
 use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
 use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
+use crate::dist::Distributed;
 use crate::model::{load_state, Head, OnlineProbe, ResNet};
 use crate::optim::{trainable_variables, Optimizer};
 use crate::precision::{to_channels_last, Autocast, LowPrecision};
@@ -92,14 +93,14 @@ pub struct Summary {
 }
 
 /// Sums over steps kept on the device, read back only when a line is logged.
-struct Window {
-    loss: Tensor,
-    probe_loss: Tensor,
-    probe_acc: Tensor,
-    steps: usize,
-    samples: usize,
-    since: Instant,
-    probe: bool,
+pub(super) struct Window {
+    pub(super) loss: Tensor,
+    pub(super) probe_loss: Tensor,
+    pub(super) probe_acc: Tensor,
+    pub(super) steps: usize,
+    pub(super) samples: usize,
+    pub(super) since: Instant,
+    pub(super) probe: bool,
 }
 
 impl Window {
@@ -269,16 +270,28 @@ impl Models {
 /// Summarises `window` as a metrics line of `kind` at (epoch, step, lr, last checkpoint),
 /// appends it to the run's log and reports it.
 fn log_window(
-    run: &RunDir,
+    (run, out, dist): (Option<&RunDir>, &Path, Option<&Distributed>),
     on_event: &mut dyn FnMut(&Event),
     window: &Window,
     kind: MetricsKind,
     (epoch, step, lr, last_checkpoint): (usize, usize, f64, Option<usize>),
     rank: Option<RankSnapshot>,
 ) -> Result<MetricsLine> {
-    let mut line = window.line(kind, epoch, step, lr, last_checkpoint, run.root())?;
+    let mut line = match dist {
+        Some(d) => super::replicas::window_over_ranks(d, window)?.line(
+            kind,
+            epoch,
+            step,
+            lr,
+            last_checkpoint,
+            out,
+        )?,
+        None => window.line(kind, epoch, step, lr, last_checkpoint, out)?,
+    };
     line.rank = rank;
-    run.append_metrics(&line)?;
+    if let Some(run) = run {
+        run.append_metrics(&line)?;
+    }
     on_event(&Event::Metrics(line.clone()));
     Ok(line)
 }
@@ -289,9 +302,30 @@ pub fn train(
     opts: &RunOptions,
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
+    train_distributed(config, opts, None, on_event)
+}
+
+/// [`train`] as one rank of a data-parallel run (`dist`; `None`: one process). Every rank
+/// reads its shard of each epoch (`batch_size / world` rows per step), the InfoNCE sees the
+/// global batch through gathered embeddings, gradients are averaged over the ranks, and rank 0
+/// alone writes the run folder; the others start from rank 0's state.
+pub fn train_distributed(
+    config: &CheckedConfig,
+    opts: &RunOptions,
+    dist: Option<&Distributed>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<Summary> {
     let c = config.config();
-    let device = c.device.resolve()?;
-    let opened = RunDir::open(&opts.out, c, opts.resume)?;
+    let device = match dist {
+        Some(d) => d.device(c.device)?,
+        None => c.device.resolve()?,
+    };
+    let main = dist.is_none_or(|d| d.is_main());
+    let opened = if main {
+        Some(RunDir::open(&opts.out, c, opts.resume)?)
+    } else {
+        None
+    };
     let dataset = config.read_dataset()?;
     let classes = dataset.class_names().len() as i64;
     let samples = dataset.len();
@@ -301,20 +335,27 @@ pub fn train(
         dataset,
         transform,
         LoaderConfig {
-            batch_size: c.batch_size,
+            batch_size: match dist {
+                Some(d) => d.local_batch(c.batch_size)?,
+                None => c.batch_size,
+            },
             workers: c.workers,
             prefetch: 4,
             seed: c.seed,
             shuffle: true,
             drop_last: true,
-            shard: Shard::SINGLE,
+            shard: dist.map_or(Shard::SINGLE, |d| d.shard()),
             output: OutputKind::U8,
             pin_memory: device.is_cuda(),
             bad_images: BadImagePolicy::Skip,
         },
     )?;
     let steps_per_epoch = loader.batches_per_epoch();
-    let mut monitor = CollapseMonitor::new(config, &c.monitor)?;
+    // Rank 0 alone measures (every rank holds the same weights and running statistics).
+    let mut monitor = match main {
+        true => CollapseMonitor::new(config, &c.monitor)?,
+        false => None,
+    };
     let schedule = c
         .schedule
         .build(c.batch_size, steps_per_epoch, c.epochs)
@@ -373,8 +414,9 @@ pub fn train(
     };
 
     let (run, mut epoch, mut step) = match opened {
-        Opened::Fresh(run) => (run, 0, 0),
-        Opened::Resume(run, ckpt) => {
+        None => (None, 0, 0),
+        Some(Opened::Fresh(run)) => (Some(run), 0, 0),
+        Some(Opened::Resume(run, ckpt)) => {
             let file = run.path(super::run_dir::CHECKPOINT_FILE);
             models.restore(&ckpt, &file)?;
             let Progress { epoch, step, .. } = ckpt.progress;
@@ -387,9 +429,16 @@ pub fn train(
                     ),
                 });
             }
-            (run, epoch, step)
+            (Some(run), epoch, step)
         }
     };
+    // Every rank continues from rank 0's progress and tensors.
+    if let Some(d) = dist {
+        (epoch, step) =
+            super::replicas::start_from_rank0(d, (epoch, step), &models.checkpoint_tensors())?;
+    }
+    let buckets = dist.map(|d| d.buckets(&params));
+    let world = dist.map_or(1, |d| d.world_size());
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
     on_event(&Event::Start {
@@ -419,10 +468,16 @@ pub fn train(
             // The forward pass and the losses under autocast (CUDA, bf16); backward outside.
             let (loss, probe) = {
                 let _autocast = autocast.map(|d| Autocast::enter(device, d)).transpose()?;
+                let _sync_bn = dist.and_then(|d| d.sync_bn_scope());
                 let r1 = models.encoder.forward_t(&x1, true)?; // [n, D]
                 let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
                 let z1 = models.head.embed(&r1, true)?; // [n, d]
                 let z2 = models.head.embed(&r2, true)?; // [n, d]
+                                                        // Several processes: the loss of the global batch, from every rank's rows.
+                let (z1, z2) = match dist {
+                    Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
+                    None => (z1, z2),
+                };
                 let loss = c.loss.loss(&z1, &z2)?; // []
                 let probe = match &models.probe {
                     Some(p) => Some(p.loss_and_accuracy(&r1, &batch.labels.f_to_device(device)?)?),
@@ -436,10 +491,13 @@ pub fn train(
             };
             models.optimizer.zero_grad();
             total.f_backward()?;
+            if let (Some(d), Some(b)) = (dist, &buckets) {
+                b.average(d.group())?;
+            }
             models.optimizer.step(lr)?;
             step += 1;
-            window.add(&loss, probe.as_ref(), n)?;
-            epoch_window.add(&loss, probe.as_ref(), n)?;
+            window.add(&loss, probe.as_ref(), n * world)?;
+            epoch_window.add(&loss, probe.as_ref(), n * world)?;
             on_event(&Event::Step {
                 epoch,
                 step,
@@ -448,7 +506,8 @@ pub fn train(
             });
             if step % c.log.every_steps == 0 {
                 let at = (epoch, step, lr, last_checkpoint);
-                log_window(&run, on_event, &window, MetricsKind::Step, at, None)?;
+                let to = (run.as_ref(), opts.out.as_path(), dist);
+                log_window(to, on_event, &window, MetricsKind::Step, at, None)?;
                 window = Window::new(device, c.probe)?;
             }
         }
@@ -464,7 +523,7 @@ pub fn train(
         };
         let at = (epoch, step, lr, last_checkpoint);
         last_epoch = Some(log_window(
-            &run,
+            (run.as_ref(), opts.out.as_path(), dist),
             on_event,
             &epoch_window,
             MetricsKind::Epoch,
@@ -474,21 +533,25 @@ pub fn train(
         epoch += 1;
         if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {
             models.check_finite(&params, epoch)?;
-            run.write_checkpoint(
-                Progress {
-                    epoch,
-                    step,
-                    seed: c.seed,
-                },
-                &models.checkpoint_tensors(),
-                models.encoder.named_tensors(),
-            )?;
+            if let Some(run) = &run {
+                run.write_checkpoint(
+                    Progress {
+                        epoch,
+                        step,
+                        seed: c.seed,
+                    },
+                    &models.checkpoint_tensors(),
+                    models.encoder.named_tensors(),
+                )?;
+                on_event(&Event::Checkpoint { epoch });
+            }
             last_checkpoint = Some(epoch);
-            on_event(&Event::Checkpoint { epoch });
         }
     }
     Ok(Summary {
-        out: run.root().to_path_buf(),
+        out: run
+            .as_ref()
+            .map_or_else(|| opts.out.clone(), |r| r.root().to_path_buf()),
         started_at_epoch,
         epochs: epoch,
         steps: step,

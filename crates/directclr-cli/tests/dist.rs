@@ -1,0 +1,340 @@
+//! Data-parallel training through c10d (Gloo, CPU), end to end with the `directclr` binary:
+//! 2 processes with synchronised BN hold the weights of 1 process on the same global batch;
+//! a rank that dies makes the other exit with a message; launch variables are checked.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use directclr::train::read_checkpoint;
+
+fn fashion_mnist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
+}
+
+/// A tiny DirectCLR run with the authors' recipe (LARS, BN in the encoder): 48 images, global
+/// batch 16 (3 steps an epoch), ResNet-18 of width 1/16, 32 px. The learning rate is low
+/// enough (0.05) that 6 steps do not amplify float32 rounding beyond 1e-6: with lr 0.3 two
+/// one-process runs that differ only in `--threads` (1 or 2) already drift apart by 1e-4.
+fn tiny_config(dir: &Path, epochs: usize, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+seed = 7
+epochs = {epochs}
+batch_size = 16
+workers = 1
+probe = true
+
+[data]
+source = {{ kind = "fashion_mnist", path = "{}" }}
+image_size = 32
+limit = 48
+
+[model]
+arch = "resnet18"
+stem = "cifar"
+width_multiplier = 0.0625
+
+[method]
+kind = "direct_clr"
+d0 = 8
+
+[optimizer]
+kind = "lars"
+
+[schedule]
+lr = 0.05
+warmup_epochs = 1.0
+
+[log]
+every_steps = 1
+{extra}
+"#,
+        fashion_mnist().display()
+    );
+    let file = dir.join(format!("tiny-{epochs}.toml"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_directclr"));
+    c.args(["--threads", "1", "train", "--quiet", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .args(extra);
+    for v in [
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "train failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The largest |a − b| / max(1, max |a|) over the tensors of two checkpoints (weights, BN
+/// buffers, momentum), and the largest |a|.
+fn max_difference(a: &Path, b: &Path) -> (f64, f64) {
+    let a = read_checkpoint(&a.join("checkpoint.safetensors")).unwrap();
+    let b = read_checkpoint(&b.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(a.progress, b.progress);
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    let (mut diff, mut scale) = (0f64, 0f64);
+    for ((na, ta), (nb, tb)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(na, nb);
+        assert_eq!(ta.size(), tb.size(), "{na}");
+        let ta = ta.to_kind(tch::Kind::Double);
+        let tb = tb.to_kind(tch::Kind::Double);
+        let d = (&ta - &tb).abs().max().double_value(&[]);
+        let s = ta.abs().max().double_value(&[]);
+        diff = diff.max(d / s.max(1.0));
+        scale = scale.max(s);
+    }
+    (diff, scale)
+}
+
+#[test]
+fn two_processes_with_sync_bn_hold_the_weights_of_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_config(tmp.path(), 2, "");
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    run_ok(&mut train(&config, &one, &[]));
+    let out = run_ok(&mut train(&config, &two, &["--nproc", "2"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("data-parallel: 2 processes"));
+
+    // 6 steps of LARS on the global batch of 16: the same weights, buffers and momentum.
+    let (diff, scale) = max_difference(&one, &two);
+    assert!(scale > 0.1, "{scale}");
+    assert!(diff < 1e-6, "2 processes differ from 1 by {diff:e}");
+
+    // The global InfoNCE is logged, the same as on one process.
+    let loss = |p: &Path| -> Vec<f64> {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (l1, l2) = (loss(&one), loss(&two));
+    assert_eq!(l1.len(), l2.len());
+    assert!(
+        l1.iter().zip(&l2).all(|(a, b)| (a - b).abs() < 1e-5),
+        "{l1:?} {l2:?}"
+    );
+    // Rank 0 alone writes the run folder: one line per step and epoch, no duplicates.
+    assert_eq!(l2.len(), 6 + 2);
+}
+
+#[test]
+fn without_sync_bn_two_processes_differ_from_one() {
+    // The control of the test above: BN over each rank's 8 rows is another computation.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_config(tmp.path(), 2, "[dist]\nsync_bn = false\n");
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    run_ok(&mut train(&config, &one, &[]));
+    run_ok(&mut train(&config, &two, &["--nproc", "2"]));
+    let (diff, _) = max_difference(&one, &two);
+    assert!(diff > 1e-4, "{diff:e}");
+}
+
+fn spawn_rank(config: &Path, out: &Path, rank: usize, port: u16) -> Child {
+    train(config, out, &[])
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", "2")
+        .env("LOCAL_RANK", rank.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits at most `limit` for `child`; returns its output, or None (then kills it).
+fn wait_for(mut child: Child, limit: Duration) -> Option<Output> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_rank_that_dies_makes_the_other_exit_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Many epochs, so that the run is still going when a rank is killed; a short collective
+    // timeout bounds the wait even if the closed connection went unnoticed.
+    let config = tiny_config(tmp.path(), 1000, "[dist]\ntimeout_s = 30\n");
+    for victim in [1usize, 0] {
+        let out = tmp.path().join(format!("run-{victim}"));
+        let port = directclr::dist::launch::free_port().unwrap();
+        let mut ranks: Vec<Option<Child>> = (0..2)
+            .map(|r| Some(spawn_rank(&config, &out, r, port)))
+            .collect();
+        // Both ranks are training once rank 0 has logged a step.
+        let start = Instant::now();
+        while !std::fs::read_to_string(out.join("metrics.jsonl"))
+            .is_ok_and(|m| m.lines().count() >= 2)
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "the run did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut dead = ranks[victim].take().unwrap();
+        // SIGKILL: no chance to say goodbye.
+        unsafe { libc::kill(dead.id() as i32, libc::SIGKILL) };
+        dead.wait().unwrap();
+        let killed_at = Instant::now();
+        let survivor = ranks[1 - victim].take().unwrap();
+        let output = wait_for(survivor, Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!(
+                "rank {} still runs 60 s after rank {victim} died",
+                1 - victim
+            )
+        });
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("rank {} of 2", 1 - victim))
+                && stderr.contains("distributed run"),
+            "{stderr}"
+        );
+        eprintln!(
+            "rank {} exited {:.1} s after rank {victim} was killed: {}",
+            1 - victim,
+            killed_at.elapsed().as_secs_f64(),
+            stderr
+                .lines()
+                .filter(|l| l.contains("error") || l.contains("caused by"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        );
+    }
+}
+
+#[test]
+fn missing_or_inconsistent_launch_variables_are_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_config(tmp.path(), 2, "");
+    let out = tmp.path().join("run");
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("RANK", "0")], "`WORLD_SIZE`"),
+        (
+            &[("RANK", "2"), ("WORLD_SIZE", "2")],
+            "rank 2 is not in 0..2",
+        ),
+        (
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "2"),
+                ("LOCAL_RANK", "0"),
+                ("MASTER_PORT", "1"),
+            ],
+            "`MASTER_ADDR`",
+        ),
+        (&[("RANK", "x"), ("WORLD_SIZE", "2")], "`RANK`"),
+        (
+            &[
+                ("RANK", "0"),
+                ("WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "127.0.0.1"),
+                ("MASTER_PORT", "1"),
+            ],
+            "`LOCAL_RANK`",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let mut cmd = train(&config, &out, &[]);
+        for (k, v) in vars.iter() {
+            cmd.env(k, v);
+        }
+        let o = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && stderr.contains(expected),
+            "{vars:?}: {stderr}"
+        );
+        assert!(!out.exists(), "nothing is written on a launch error");
+    }
+    // A global batch the processes cannot share.
+    let mut cmd = train(&config, &out, &["--nproc", "3"]);
+    let o = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && stderr.contains("batch_size"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_resumes_with_another_number_of_processes() {
+    // Same global batch, so the same steps and samples: 2 processes killed after epoch 1 and
+    // resumed by 1, and 1 process killed and resumed by 2, both end with the weights of an
+    // uninterrupted one-process run.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tiny_config(tmp.path(), 2, "");
+    let whole = tmp.path().join("whole");
+    run_ok(&mut train(&config, &whole, &[]));
+    let wait_for_checkpoint = |out: &Path| {
+        let start = Instant::now();
+        while !out.join("checkpoint.safetensors").exists() {
+            assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    let two_then_one = tmp.path().join("two-then-one");
+    let port = directclr::dist::launch::free_port().unwrap();
+    let mut ranks: Vec<Child> = (0..2)
+        .map(|r| spawn_rank(&config, &two_then_one, r, port))
+        .collect();
+    wait_for_checkpoint(&two_then_one);
+    for r in &mut ranks {
+        r.kill().unwrap();
+        r.wait().unwrap();
+    }
+    let out = run_ok(&mut train(&config, &two_then_one, &[]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    let (diff, _) = max_difference(&whole, &two_then_one);
+    assert!(diff < 1e-6, "2 then 1 processes differ by {diff:e}");
+
+    let one_then_two = tmp.path().join("one-then-two");
+    let mut one = train(&config, &one_then_two, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_checkpoint(&one_then_two);
+    one.kill().unwrap();
+    one.wait().unwrap();
+    let out = run_ok(&mut train(&config, &one_then_two, &["--nproc", "2"]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    let (diff, _) = max_difference(&whole, &one_then_two);
+    assert!(diff < 1e-6, "1 then 2 processes differ by {diff:e}");
+}

@@ -1,0 +1,234 @@
+// The shim's distributed part: PyTorch's c10d engine (TCPStore rendezvous, ProcessGroupGloo)
+// behind entry points with C linkage, and the two differentiable collectives that give exact
+// gradients across processes (an all-gather whose backward sums the incoming gradient over the
+// ranks and keeps this rank's slice, and an all-reduce whose backward all-reduces the gradient).
+//
+// Every function is `noexcept`: C++ exceptions (a peer that closed its connection, a timeout, a
+// bad argument) are caught and reported through the return value (0 = success) and a message
+// buffer; none crosses into Rust.
+//
+// Lifetimes: a group keeps its store alive; tensors returned through `out` are new heap
+// `at::Tensor`s owned by the caller (tch's `C_tensor`). The differentiable collectives keep a
+// plain pointer to their group in the autograd graph: the group must outlive every graph built
+// with it (the Rust side holds it for the whole run).
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <string>
+#include <vector>
+
+struct DirectclrStore {
+  c10::intrusive_ptr<c10d::Store> store;
+};
+
+struct DirectclrGroup {
+  c10::intrusive_ptr<c10d::Backend> backend;
+  c10::intrusive_ptr<c10d::Store> store;
+  int rank;
+  int size;
+};
+
+struct DirectclrWork {
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
+namespace {
+
+void report(const char* what, char* err, size_t err_len) {
+  if (err != nullptr && err_len > 0) {
+    std::strncpy(err, what, err_len - 1);
+    err[err_len - 1] = '\0';
+  }
+}
+
+template <typename F>
+int guarded(char* err, size_t err_len, F&& f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    report(e.what(), err, err_len);
+  } catch (...) {
+    report("unknown C++ exception", err, err_len);
+  }
+  return 1;
+}
+
+// Runs one collective to completion; a failure (peer gone, timeout) throws.
+void finish(const c10::intrusive_ptr<c10d::Work>& work) {
+  work->wait();
+}
+
+// In-place sum of `t` (contiguous) over the ranks.
+void all_reduce_sum(DirectclrGroup* g, at::Tensor& t) {
+  std::vector<at::Tensor> ts{t};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
+  finish(g->backend->allreduce(ts, o));
+}
+
+// [n, ...] on every rank → [size · n, ...], rank r's rows at r·n.
+at::Tensor all_gather_cat(DirectclrGroup* g, const at::Tensor& x) {
+  at::Tensor input = x.contiguous();
+  std::vector<at::Tensor> inputs{input};
+  std::vector<std::vector<at::Tensor>> outputs(1);
+  for (int r = 0; r < g->size; ++r) {
+    outputs[0].push_back(at::empty_like(input));
+  }
+  finish(g->backend->allgather(outputs, inputs));
+  return at::cat(outputs[0], 0);
+}
+
+DirectclrGroup* group_of(torch::autograd::AutogradContext* ctx) {
+  return reinterpret_cast<DirectclrGroup*>(ctx->saved_data["group"].toInt());
+}
+
+// y = concat over ranks of x. The loss on every rank is a function of all ranks' rows, so
+// d(Σ_ranks loss_rank)/dx_r = Σ_ranks (incoming gradient on that rank)[rows of r].
+struct AllGatherFn : public torch::autograd::Function<AllGatherFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t group) {
+    ctx->saved_data["group"] = group;
+    ctx->saved_data["rows"] = x.size(0);
+    return all_gather_cat(reinterpret_cast<DirectclrGroup*>(group), x);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    DirectclrGroup* g = group_of(ctx);
+    int64_t rows = ctx->saved_data["rows"].toInt();
+    at::Tensor grad = grads[0].contiguous().clone();
+    all_reduce_sum(g, grad);
+    return {grad.narrow(0, g->rank * rows, rows).contiguous(), at::Tensor()};
+  }
+};
+
+// y = Σ_ranks x; its gradient is Σ_ranks (incoming gradient) on every rank.
+struct AllReduceFn : public torch::autograd::Function<AllReduceFn> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            int64_t group) {
+    ctx->saved_data["group"] = group;
+    at::Tensor y = x.contiguous().clone();
+    all_reduce_sum(reinterpret_cast<DirectclrGroup*>(group), y);
+    return y;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor grad = grads[0].contiguous().clone();
+    all_reduce_sum(group_of(ctx), grad);
+    return {grad, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+extern "C" {
+
+// Rendezvous: a TCPStore at host:port. Rank 0 serves it (`is_server`) and waits until
+// `world_size` processes have joined; the others connect, retrying until `timeout_ms`.
+int directclr_dist_store_new(const char* host, int port, int is_server, int world_size,
+                             int64_t timeout_ms, DirectclrStore** out, char* err,
+                             size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    c10d::TCPStoreOptions o;
+    o.port = static_cast<std::uint16_t>(port);
+    o.isServer = is_server != 0;
+    o.numWorkers = world_size;
+    o.waitWorkers = true;
+    o.timeout = std::chrono::milliseconds(timeout_ms);
+    auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), o);
+    *out = new DirectclrStore{store};
+  });
+}
+
+void directclr_dist_store_free(DirectclrStore* s) noexcept { delete s; }
+
+// A Gloo process group over `store`. Its transport binds to the network interface named by
+// `interface` when non-empty (GLOO_SOCKET_IFNAME), else to the address of this host's name
+// (c10d's default device). Collectives fail after `timeout_ms` without progress.
+int directclr_dist_gloo_new(DirectclrStore* store, int rank, int size, int64_t timeout_ms,
+                            const char* interface, DirectclrGroup** out, char* err,
+                            size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
+    if (interface != nullptr && interface[0] != '\0') {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
+    } else {
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    }
+    // A prefix per group, as torch.distributed does, so that a later group on the same store
+    // does not read this one's keys.
+    auto prefixed = c10::make_intrusive<c10d::PrefixStore>("directclr/gloo/0", store->store);
+    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, opts);
+    *out = new DirectclrGroup{pg, store->store, rank, size};
+  });
+}
+
+void directclr_dist_group_free(DirectclrGroup* g) noexcept { delete g; }
+
+// Starts an in-place sum of `t` (contiguous, same shape on every rank) over the ranks.
+int directclr_dist_all_reduce_start(DirectclrGroup* g, at::Tensor* t, DirectclrWork** out,
+                                    char* err, size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    if (!t->is_contiguous()) {
+      throw std::invalid_argument("all-reduce needs a contiguous tensor");
+    }
+    std::vector<at::Tensor> ts{*t};
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp(c10d::ReduceOp::SUM);
+    *out = new DirectclrWork{g->backend->allreduce(ts, o)};
+  });
+}
+
+// Waits for a started collective and frees its handle (also when it failed).
+int directclr_dist_work_wait(DirectclrWork* w, char* err, size_t err_len) noexcept {
+  int rc = guarded(err, err_len, [&] { finish(w->work); });
+  delete w;
+  return rc;
+}
+
+// In-place broadcast of `t` from rank `root`.
+int directclr_dist_broadcast(DirectclrGroup* g, at::Tensor* t, int root, char* err,
+                             size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    if (!t->is_contiguous()) {
+      throw std::invalid_argument("broadcast needs a contiguous tensor");
+    }
+    std::vector<at::Tensor> ts{*t};
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    finish(g->backend->broadcast(ts, o));
+  });
+}
+
+// Waits until every rank has reached this call.
+int directclr_dist_barrier(DirectclrGroup* g, char* err, size_t err_len) noexcept {
+  return guarded(err, err_len, [&] { finish(g->backend->barrier()); });
+}
+
+// *out = the differentiable all-gather of `x` ([n, ...] on every rank, the same n) →
+// [size · n, ...]; backward: the gradient summed over ranks, this rank's rows.
+int directclr_dist_all_gather_grad(DirectclrGroup* g, const at::Tensor* x, at::Tensor** out,
+                                   char* err, size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    at::Tensor y = AllGatherFn::apply(*x, reinterpret_cast<int64_t>(g));
+    *out = new at::Tensor(std::move(y));
+  });
+}
+
+// *out = the differentiable sum of `x` over the ranks; backward: the gradient summed over ranks.
+int directclr_dist_all_reduce_grad(DirectclrGroup* g, const at::Tensor* x, at::Tensor** out,
+                                   char* err, size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    at::Tensor y = AllReduceFn::apply(*x, reinterpret_cast<int64_t>(g));
+    *out = new at::Tensor(std::move(y));
+  });
+}
+
+}  // extern "C"
