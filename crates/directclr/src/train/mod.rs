@@ -4,6 +4,7 @@
 
 mod config;
 mod run_dir;
+mod speed;
 mod trainer;
 
 pub use config::{
@@ -14,4 +15,5 @@ pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
     CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METADATA_KEY, METRICS_FILE,
 };
+pub use speed::{AugmentOn, SpeedConfig};
 pub use trainer::{train, Event, RunOptions, Summary};
