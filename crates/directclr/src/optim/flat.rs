@@ -78,7 +78,7 @@ impl FlatState {
             .find(|p| p.kind() != kind || p.device() != device)
         {
             return Err(Error::config(
-                "optimizer.fused",
+                "speed.fused_optimizer",
                 format!(
                     "every parameter must have one dtype and device to be fused, found {:?} on {:?} and {:?} on {:?}",
                     kind, device, p.kind(), p.device()
