@@ -48,13 +48,15 @@ record() {
 }
 
 if [[ "$SMOKE" == 1 ]]; then
-  r18=(--arch resnet18 --size 32 --batch 8 --steps 1 --warmup 1)
-  r50=(--arch resnet50 --size 96 --batch 4 --steps 1 --warmup 1)
-  jpegs=(64 120 90 4); e2e_batch=16; e2e_epochs=2; e2e_source=64; e2e_size=64; curve_limit=256; curve_epochs=2
+  r18=(--arch resnet18 --size 32 --batch 4 --steps 1 --warmup 1)
+  r50=(--arch resnet50 --size 64 --batch 2 --steps 1 --warmup 1)
+  jpegs=(64 60 45 4); e2e_batch=16; e2e_epochs=2; e2e_source=40; e2e_size=32; e2e_arch=resnet18; e2e_stem=cifar
+  curve_limit=256; curve_epochs=2; curve_width=0.125
 else
   r18=(--arch resnet18 --size 32 --batch 512 --steps 30 --warmup 5)
   r50=(--arch resnet50 --size 224 --batch 256 --steps 15 --warmup 3)
-  jpegs=(2560 500 375 10); e2e_batch=256; e2e_epochs=3; e2e_source=256; e2e_size=224; curve_limit=10000; curve_epochs=4
+  jpegs=(2560 500 375 10); e2e_batch=256; e2e_epochs=3; e2e_source=256; e2e_size=224; e2e_arch=resnet50; e2e_stem=imagenet
+  curve_limit=10000; curve_epochs=4; curve_width=1.0
 fi
 ours="$BIN/train_step_bench"
 ref=(env OMP_NUM_THREADS="$threads" "$PY" benches/gpu/step_reference.py --device "$DEVICE" --threads "$threads")
@@ -88,11 +90,10 @@ probe = true
 source = { kind = "image_folder", path = "$data" }
 image_size = $e2e_size
 [model]
-arch = "resnet50"
-stem = "imagenet"
+arch = "$e2e_arch"
+stem = "$e2e_stem"
 [method]
 kind = "simclr_mlp"
-hidden_dim = 2048
 out_dim = 128
 [schedule]
 lr = 0.3
@@ -132,7 +133,7 @@ fi
 # 3. bf16 vs f32: the same short run (Fashion-MNIST subset, ResNet-18 width 1, DirectCLR, SGD).
 if [[ "$CURVES" == 1 ]]; then
   for prec in bf16 off; do
-    sed -e "s/^device = .*/device = \"$DEVICE\"/" -e "s/^width_multiplier = .*/width_multiplier = 1.0/" \
+    sed -e "s/^device = .*/device = \"$DEVICE\"/" -e "s/^width_multiplier = .*/width_multiplier = $curve_width/" \
         -e "s/^limit = .*/limit = $curve_limit/" -e "s/^epochs = .*/epochs = $curve_epochs/" \
         -e "s/^workers = .*/workers = $threads/" configs/fashion-mnist-quick.toml > "$work/curve-$prec.toml"
     printf '\n[precision]\nautocast = "%s"\nchannels_last = true\n' "$prec" >> "$work/curve-$prec.toml"

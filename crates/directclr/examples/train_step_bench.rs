@@ -88,7 +88,11 @@ fn main() -> Result<(), directclr::Error> {
     let vs = nn::VarStore::new(device);
     let encoder = ResNetConfig {
         arch,
-        stem: if size <= 64 { Stem::Cifar } else { Stem::ImageNet },
+        stem: if size <= 64 {
+            Stem::Cifar
+        } else {
+            Stem::ImageNet
+        },
         width_multiplier: 1.0,
         zero_init_residual: true,
     }
@@ -164,11 +168,7 @@ fn main() -> Result<(), directclr::Error> {
     }
     sync();
     let seconds = start.elapsed().as_secs_f64();
-    let first: Vec<f64> = losses
-        .iter()
-        .take(3)
-        .map(|l| l.double_value(&[]))
-        .collect();
+    let first: Vec<f64> = losses.iter().take(3).map(|l| l.double_value(&[])).collect();
     let finite = losses.iter().all(|l| l.double_value(&[]).is_finite());
     println!(
         "{{\"impl\": \"directclr\", \"device\": \"{device:?}\", \"arch\": \"{arch:?}\", \"size\": {size}, \"batch\": {batch}, \"steps\": {steps}, \"seconds\": {seconds}, \"view_images_per_s\": {}, \"threads\": {}, \"bf16\": {bf16}, \"channels_last\": {channels_last}, \"fused\": {fused}, \"cudnn_benchmark\": {cudnn_benchmark}, \"sync_every_step\": {sync_every_step}, \"finite\": {finite}, \"first_losses\": {:?}}}",

@@ -12,7 +12,9 @@ use directclr::data::augment::color_jitter;
 use directclr::data::augment::grayscale::to_grayscale;
 use directclr::data::augment::solarize::solarize as cpu_solarize;
 use directclr::data::augment::{ColorOp, CropBox, Interpolation, RecipeConfig, Scratch};
-use directclr::data::device_augment::{blur, color_jitter as dev_jitter, crop_flip, grayscale, solarize};
+use directclr::data::device_augment::{
+    blur, color_jitter as dev_jitter, crop_flip, grayscale, solarize,
+};
 use directclr::data::loader::sample_rng;
 use directclr::data::{
     Dataset, DeviceAugment, ImageArray, Loader, LoaderConfig, OutputKind, Transform, ViewDraw,
@@ -37,7 +39,10 @@ fn sample_of(t: &Tensor, i: usize) -> Vec<f32> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// A draw that does nothing but what is set afterwards.
@@ -150,7 +155,9 @@ fn crop_is_the_identity_mirror_and_linear_interpolation_where_it_must_be() {
     // left..left+cw resized to `out` samples column u = left + (j + ½)·cw/out − ½ (pixel
     // indices), where bilinear interpolation is exact (clamped at the border).
     let w = 11usize;
-    let ramp: Vec<f32> = (0..3 * 4 * w).map(|i| 0.05 + 0.09 * (i % w) as f32).collect();
+    let ramp: Vec<f32> = (0..3 * 4 * w)
+        .map(|i| 0.05 + 0.09 * (i % w) as f32)
+        .collect();
     let x = Tensor::from_slice(&ramp).view([1, 3, 4, w as i64]);
     let crop = CropBox {
         top: 0,
@@ -159,10 +166,7 @@ fn crop_is_the_identity_mirror_and_linear_interpolation_where_it_must_be() {
         width: 7,
     };
     let out = 5;
-    let d = ViewDraw {
-        crop,
-        ..plain(4)
-    };
+    let d = ViewDraw { crop, ..plain(4) };
     for flip in [false, true] {
         let d = ViewDraw { flip, ..d.clone() };
         let y = crop_flip(&x, &[d], out, Interpolation::Bilinear).unwrap();
@@ -173,7 +177,10 @@ fn crop_is_the_identity_mirror_and_linear_interpolation_where_it_must_be() {
             for c in 0..3 {
                 for row in 0..out {
                     let got = y.double_value(&[0, c, row as i64, j as i64]);
-                    assert!((got - expected).abs() < 1e-5, "flip {flip} column {j}: {got} vs {expected}");
+                    assert!(
+                        (got - expected).abs() < 1e-5,
+                        "flip {flip} column {j}: {got} vs {expected}"
+                    );
                 }
             }
         }
@@ -187,13 +194,15 @@ fn dataset(n: usize, s: usize, smooth: bool) -> Arc<Dataset> {
     let mut px = Vec::with_capacity(n * 3 * s * s);
     for _ in 0..n {
         let base: [f64; 3] = [rng.gen(), rng.gen(), rng.gen()];
-        let (fx, fy, ph): (f64, f64, f64) = (rng.gen_range(0.5..2.0), rng.gen_range(0.5..2.0), rng.gen());
+        let (fx, fy, ph): (f64, f64, f64) =
+            (rng.gen_range(0.5..2.0), rng.gen_range(0.5..2.0), rng.gen());
         for (c, b) in base.iter().enumerate() {
             for y in 0..s {
                 for x in 0..s {
                     let v = if smooth {
                         let (u, v) = (x as f64 / s as f64, y as f64 / s as f64);
-                        0.5 + 0.35 * (6.283 * (fx * u + fy * v + ph) + c as f64).sin()
+                        0.5 + 0.35
+                            * (std::f64::consts::TAU * (fx * u + fy * v + ph) + c as f64).sin()
                     } else {
                         *b
                     };
@@ -219,12 +228,16 @@ fn both_paths(data: Arc<Dataset>, s: usize, out: usize) -> (Vec<Tensor>, Vec<Ten
         output,
         ..Default::default()
     };
-    let cpu = Loader::new(data.clone(), Transform::Views(recipe.clone()), cfg(OutputKind::F32))
-        .unwrap()
-        .epoch(3)
-        .next()
-        .unwrap()
-        .unwrap();
+    let cpu = Loader::new(
+        data.clone(),
+        Transform::Views(recipe.clone()),
+        cfg(OutputKind::F32),
+    )
+    .unwrap()
+    .epoch(3)
+    .next()
+    .unwrap()
+    .unwrap();
     let aug = DeviceAugment::new(recipe, s, 5).unwrap();
     let src = Loader::new(data, aug.source_transform(), cfg(OutputKind::U8))
         .unwrap()
@@ -268,13 +281,19 @@ fn smooth_images_give_close_views_and_the_same_statistics() {
     for v in 0..2 {
         let diff = (&cpu[v] - &dev[v]).abs();
         let mean_abs = diff.mean(Kind::Float).double_value(&[]);
-        eprintln!("view {v}: mean |difference| {mean_abs:.4}, max {:.3}", diff.max().double_value(&[]));
+        eprintln!(
+            "view {v}: mean |difference| {mean_abs:.4}, max {:.3}",
+            diff.max().double_value(&[])
+        );
         assert!(mean_abs < 0.05, "view {v}: mean |difference| {mean_abs}");
         for stat in [
             |t: &Tensor| t.mean_dim(&[0i64, 2, 3][..], false, Kind::Float),
             |t: &Tensor| t.std_dim(&[0i64, 2, 3][..], true, false),
         ] {
-            let e = (stat(&cpu[v]) - stat(&dev[v])).abs().max().double_value(&[]);
+            let e = (stat(&cpu[v]) - stat(&dev[v]))
+                .abs()
+                .max()
+                .double_value(&[]);
             assert!(e < 0.02, "view {v}: statistic differs by {e}");
         }
     }

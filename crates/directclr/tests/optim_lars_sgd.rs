@@ -508,10 +508,17 @@ fn fused_update_equals_the_per_tensor_update_and_the_reference() {
             let (x, y) = (values(x), values(y));
             for ((p, q), r) in x.iter().zip(&y).zip(&expected[i]) {
                 assert!((p - q).abs() < 1e-12, "{config:?} {name}: {p} vs {q}");
-                assert!((q - r).abs() < 1e-12 * r.abs().max(1.0), "{config:?} {name}");
+                assert!(
+                    (q - r).abs() < 1e-12 * r.abs().max(1.0),
+                    "{config:?} {name}"
+                );
             }
         }
-        for ((n, m1), (_, m2)) in per_tensor.momentum_state().iter().zip(&fused.momentum_state()) {
+        for ((n, m1), (_, m2)) in per_tensor
+            .momentum_state()
+            .iter()
+            .zip(&fused.momentum_state())
+        {
             let d = (m1 - m2).abs().max().double_value(&[]);
             assert!(d < 1e-12, "{config:?} momentum {n}: {d}");
         }
@@ -581,7 +588,15 @@ fn fused_lars_on_a_channels_last_resnet_matches_to_1e_6() {
             worst = worst.max((x - y).abs().max().double_value(&[]));
             moved = moved.max((x - w0).abs().max().double_value(&[]));
         }
-        assert!(worst < tol, "{} steps: largest difference {worst}", lrs.len());
-        assert!(moved > 1e3 * tol, "{} steps: the weights moved by {moved}", lrs.len());
+        assert!(
+            worst < tol,
+            "{} steps: largest difference {worst}",
+            lrs.len()
+        );
+        assert!(
+            moved > 1e3 * tol,
+            "{} steps: the weights moved by {moved}",
+            lrs.len()
+        );
     }
 }

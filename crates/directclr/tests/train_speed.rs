@@ -57,7 +57,10 @@ fn speed_table_defaults_parse_and_errors_name_the_field() {
     assert!(c.check().is_ok());
     for (bad, field) in [
         ("[speed]\nsource_size = 40", "speed.source_size"),
-        ("[speed]\naugment = \"device\"\nsource_size = 0", "speed.source_size"),
+        (
+            "[speed]\naugment = \"device\"\nsource_size = 0",
+            "speed.source_size",
+        ),
     ] {
         let c = TrainConfig::from_toml(&config(bad), Path::new("a.toml")).unwrap();
         match c.check() {
@@ -65,8 +68,12 @@ fn speed_table_defaults_parse_and_errors_name_the_field() {
             other => panic!("{bad}: {other:?}"),
         }
     }
-    assert!(TrainConfig::from_toml(&config("[speed]\naugment = \"gpu\""), Path::new("a.toml")).is_err());
-    assert!(TrainConfig::from_toml(&config("[speed]\ngraphs = true"), Path::new("a.toml")).is_err());
+    assert!(
+        TrainConfig::from_toml(&config("[speed]\naugment = \"gpu\""), Path::new("a.toml")).is_err()
+    );
+    assert!(
+        TrainConfig::from_toml(&config("[speed]\ngraphs = true"), Path::new("a.toml")).is_err()
+    );
 }
 
 fn epoch_loss(speed: &str) -> f64 {

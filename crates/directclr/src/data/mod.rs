@@ -44,8 +44,8 @@ pub mod shard;
 pub mod stl10;
 
 pub use augment::{EvalTransform, Recipe, RecipeConfig, Transform, ViewConfig, ViewDraw};
-pub use device_augment::DeviceAugment;
 pub use dataset::{Dataset, ImageArray, ImageRef, Images, Layout, OwnedImage, UNLABELED};
+pub use device_augment::DeviceAugment;
 pub use loader::{BadImagePolicy, Batch, Loader, LoaderConfig, OutputKind};
 pub use shard::Shard;
 

@@ -168,7 +168,7 @@ impl FlatState {
             .map(|(g, perm)| g.f_permute(perm.as_slice())?.f_reshape([-1]))
             .collect::<std::result::Result<Vec<_>, _>>()?;
         let g = Tensor::f_cat(&parts, 0)?; // [numel]
-        // d = g + λ w (λ = 0 on excluded segments: g + 0 = g)
+                                           // d = g + λ w (λ = 0 on excluded segments: g + 0 = g)
         let mut d = g.f_add(&self.weights.f_mul(&self.spread(&self.decay)?)?)?;
         if let Some(eta) = lars_eta {
             // q = η‖w‖/‖d‖ where the ratio applies and both norms are > 0, else 1

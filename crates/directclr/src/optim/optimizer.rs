@@ -143,8 +143,12 @@ impl Optimizer {
             .iter()
             .map(|p| {
                 let (wd, exclude, lars) = match self.config {
-                    OptimizerConfig::Lars(c) => (c.weight_decay, c.exclude_1d && p.excluded_1d, true),
-                    OptimizerConfig::Sgd(c) => (c.weight_decay, c.exclude_1d && p.excluded_1d, false),
+                    OptimizerConfig::Lars(c) => {
+                        (c.weight_decay, c.exclude_1d && p.excluded_1d, true)
+                    }
+                    OptimizerConfig::Sgd(c) => {
+                        (c.weight_decay, c.exclude_1d && p.excluded_1d, false)
+                    }
                 };
                 Segment {
                     decay: if exclude { 0.0 } else { wd },
@@ -152,8 +156,16 @@ impl Optimizer {
                 }
             })
             .collect();
-        let mut ws: Vec<Tensor> = self.params.iter().map(|p| p.tensor.shallow_clone()).collect();
-        let mut mus: Vec<Tensor> = self.params.iter().map(|p| p.momentum.shallow_clone()).collect();
+        let mut ws: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.tensor.shallow_clone())
+            .collect();
+        let mut mus: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.momentum.shallow_clone())
+            .collect();
         self.flat = Some(FlatState::new(&mut ws, &mut mus, &segments)?);
         Ok(())
     }

@@ -33,7 +33,10 @@ pub fn blur(x: Tensor, draws: &[ViewDraw], ksize: usize) -> Result<Tensor> {
     }
     // Column index of tap t of output i: reflect(i + t − r) [S, k].
     let idx: Vec<i64> = (0..s as usize)
-        .flat_map(|i| (0..ksize).map(move |t| reflect(i as isize + t as isize - r as isize, s as usize) as i64))
+        .flat_map(|i| {
+            (0..ksize)
+                .map(move |t| reflect(i as isize + t as isize - r as isize, s as usize) as i64)
+        })
         .collect();
     let k = ksize as i64;
     let idx = Tensor::f_from_slice(&idx)?
@@ -47,7 +50,7 @@ pub fn blur(x: Tensor, draws: &[ViewDraw], ksize: usize) -> Result<Tensor> {
     // m[n, i, j] = Σ_t w[n, t] · [reflect(i + t − r) = j]
     let m = Tensor::f_zeros([n, s, s], (Kind::Float, device))?.f_scatter_add(2, &idx, &w)?;
     let m = m.f_unsqueeze(1)?; // [N, 1, S, S]
-    // Vertical pass (columns), then horizontal (rows).
+                               // Vertical pass (columns), then horizontal (rows).
     let v = m.f_matmul(&x)?; // [N, 3, S, S]
     Ok(v.f_matmul(&m.f_transpose(2, 3)?)?)
 }

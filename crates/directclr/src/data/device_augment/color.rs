@@ -63,14 +63,19 @@ pub fn adjust_hue(x: &Tensor, shift: &Tensor) -> Result<Tensor> {
     let hr = bc.f_sub(&gc)?;
     let hg = rc.f_sub(&bc)?.f_add_scalar(2.0)?;
     let hb = gc.f_sub(&rc)?.f_add_scalar(4.0)?;
-    let h = hr.f_where_self(&maxc.f_eq_tensor(&r)?, &hg.f_where_self(&maxc.f_eq_tensor(&g)?, &hb)?)?;
+    let h = hr.f_where_self(
+        &maxc.f_eq_tensor(&r)?,
+        &hg.f_where_self(&maxc.f_eq_tensor(&g)?, &hb)?,
+    )?;
     let h = h.f_mul_scalar(f64::from(1.0f32 / 6.0))?.f_add_scalar(1.0)?;
     let h = h.f_sub(&h.f_floor()?)?.f_add(shift)?;
     let h6 = h.f_sub(&h.f_floor()?)?.f_mul_scalar(6.0)?;
     let chan = |n: f64| -> Result<Tensor> {
         let k = h6.f_add_scalar(n)?;
         let k = k.f_sub_scalar(6.0)?.f_where_self(&k.f_ge(6.0)?, &k)?;
-        let t = k.f_minimum(&k.f_neg()?.f_add_scalar(4.0)?)?.f_clamp(0.0, 1.0)?;
+        let t = k
+            .f_minimum(&k.f_neg()?.f_add_scalar(4.0)?)?
+            .f_clamp(0.0, 1.0)?;
         Ok(maxc.f_sub(&cr.f_mul(&t)?)?)
     };
     Ok(Tensor::f_cat(&[chan(5.0)?, chan(3.0)?, chan(1.0)?], 1)?)
