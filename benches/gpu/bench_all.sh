@@ -10,12 +10,12 @@
 #
 #   GPU:  OUT=/path PY=/opt/torch/.venv/bin/python benches/gpu/bench_all.sh
 #   CPU smoke test of the whole script (tiny sizes, minutes): SMOKE=1 DEVICE=cpu benches/gpu/bench_all.sh
-# Knobs: COMPILE_CAP (s, default 150, 0 skips torch.compile), LEVERS (1: measure each lever),
+# Knobs: COMPILE_CAP (s, default 120, 0 skips torch.compile), LEVERS (1: measure each lever),
 # E2E (1: end-to-end data run), CURVES (1: bf16 vs f32 curves).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-out/gpu}"; BIN="${BIN:-.gpu}"; PY="${PY:-python3}"
-DEVICE="${DEVICE:-cuda}"; SMOKE="${SMOKE:-0}"; COMPILE_CAP="${COMPILE_CAP:-150}"
+DEVICE="${DEVICE:-cuda}"; SMOKE="${SMOKE:-0}"; COMPILE_CAP="${COMPILE_CAP:-120}"
 LEVERS="${LEVERS:-1}"; E2E="${E2E:-1}"; CURVES="${CURVES:-1}"
 mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
 res="$OUT/results.jsonl"; : > "$res"; : > "$OUT/stderr.log"
