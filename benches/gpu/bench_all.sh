@@ -10,13 +10,16 @@
 #
 #   GPU:  OUT=/path PY=/opt/torch/.venv/bin/python benches/gpu/bench_all.sh
 #   CPU smoke test of the whole script (tiny sizes, minutes): SMOKE=1 DEVICE=cpu benches/gpu/bench_all.sh
-# Knobs: COMPILE_CAP (s, default 120, 0 skips torch.compile), LEVERS (1: measure each lever),
-# E2E (1: end-to-end data run), CURVES (1: bf16 vs f32 curves).
+# Knobs (1 = run, 0 = skip): STEP (the step vs PyTorch), E2E (end-to-end data run), CURVES
+# (bf16 vs f32), LEVERS (each lever alone); COMPILE_CAP (s, default 120, 0 skips torch.compile).
+# Where one command may run at most 10 minutes, split it in two:
+#   LEVERS=0 benches/gpu/bench_all.sh            (about 7-9 minutes)
+#   STEP=0 E2E=0 CURVES=0 benches/gpu/bench_all.sh   (about 2-3 minutes; another OUT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-out/gpu}"; BIN="${BIN:-.gpu}"; PY="${PY:-python3}"
 DEVICE="${DEVICE:-cuda}"; SMOKE="${SMOKE:-0}"; COMPILE_CAP="${COMPILE_CAP:-120}"
-LEVERS="${LEVERS:-1}"; E2E="${E2E:-1}"; CURVES="${CURVES:-1}"
+STEP="${STEP:-1}"; LEVERS="${LEVERS:-1}"; E2E="${E2E:-1}"; CURVES="${CURVES:-1}"
 mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
 res="$OUT/results.jsonl"; : > "$res"; : > "$OUT/stderr.log"
 work="${WORK:-$(mktemp -d)}"
@@ -65,6 +68,7 @@ if [[ "$DEVICE" == cpu ]]; then all=(--channels-last --fused); bf16=(); fi  # CP
 
 # 1. The step: ours (every lever on) vs PyTorch eager vs torch.compile, same initial weights.
 for m in r18 r50; do
+  [[ "$STEP" == 1 ]] || break
   declare -n args="$m"
   record "$m/ours" 300 "$ours" --device "$DEVICE" "${args[@]}" "${all[@]}" --save-init "$work/init_$m.safetensors"
   record "$m/pytorch-eager" 300 "${ref[@]}" "${args[@]}" "${bf16[@]}" --channels-last --init "$work/init_$m.safetensors"
@@ -147,6 +151,9 @@ fi
 if [[ "$LEVERS" == 1 ]]; then
   for m in r18 r50; do
     declare -n args="$m"
+    if [[ "$STEP" != 1 ]]; then
+      record "$m/ours" 300 "$ours" --device "$DEVICE" "${args[@]}" "${all[@]}"
+    fi
     record "$m/ours-no-fused" 300 "$ours" --device "$DEVICE" "${args[@]}" "${bf16[@]}" --channels-last
     record "$m/ours-no-channels-last" 300 "$ours" --device "$DEVICE" "${args[@]}" "${bf16[@]}" --fused
     record "$m/ours-no-cudnn-benchmark" 300 "$ours" --device "$DEVICE" "${args[@]}" "${all[@]}" --no-cudnn-benchmark
