@@ -15,15 +15,19 @@ def rate(name):
     return r["view_images_per_s"] if r else None
 
 
-def fmt(x, f="{:.0f}"):
-    return "—" if x is None else f.format(x)
+def fmt(x, f=None):
+    if x is None:
+        return "—"
+    return (f or ("{:.0f}" if abs(x) >= 100 else "{:.3g}")).format(x)
 
 
 p("# GPU benchmark results (benches/gpu/bench_all.sh)\n")
 p("```\n" + env + "\n```\n")
 p("Loss tolerance: the first loss of both sides, from the same initial weights and inputs, agrees to a relative 1e-2 "
   "(bf16: both round activations to 8 bits of mantissa, in kernels that may differ); later steps may drift further.\n")
-for m, title in (("r18", "ResNet-18, 32 px, batch 512 × 2 views"), ("r50", "ResNet-50, 224 px, batch 256 × 2 views")):
+for m in ("r18", "r50"):
+    r0 = res.get(f"{m}/ours") or res.get(f"{m}/pytorch-eager")
+    title = f"{r0['arch']}, {r0['size']} px, batch {r0['batch']} × 2 views, {r0['steps']} timed steps" if r0 else m
     p(f"## Step: {title}\n")
     p("| | view-images/s | vs PyTorch eager | first losses |")
     p("|---|---|---|---|")
@@ -62,7 +66,7 @@ for lever, name in (("bf16 autocast", "ours-f32"), ("fused LARS", "ours-no-fused
     p(f"| {lever} | {cells[0]} | {cells[1]} |")
 p("")
 
-p("## End to end from JPEG files (ResNet-50 224 px, batch 256, every lever on)\n")
+p("## End to end from JPEG files (`directclr train`, image folder, every lever on)\n")
 synth = rate("r50/ours")
 files = res.get("e2e/jpeg-files")
 if files:
@@ -88,15 +92,18 @@ for prec in ("bf16", "off"):
         curves[prec] = [json.loads(l) for l in open(f) if l.strip()]
 if len(curves) == 2:
     steps = {l["step"]: l for l in curves["off"] if l["kind"] == "step"}
-    p("| step | loss f32 | loss bf16 | relative difference |")
+    epochs = {l["epoch"]: l for l in curves["off"] if l["kind"] == "epoch"}
+    p("| line | loss f32 | loss bf16 | relative difference |")
     p("|---|---|---|---|")
     worst = 0.0
     for l in curves["bf16"]:
-        if l["kind"] == "step" and l["step"] in steps:
-            a, b = steps[l["step"]]["loss"], l["loss"]
+        other = steps.get(l["step"]) if l["kind"] == "step" else epochs.get(l["epoch"])
+        if other is not None:
+            a, b = other["loss"], l["loss"]
             d = abs(a - b) / abs(a)
             worst = max(worst, d)
-            p(f"| {l['step']} | {a:.4f} | {b:.4f} | {d:.1e} |")
+            where = f"step {l['step']}" if l["kind"] == "step" else f"epoch {l['epoch']} (mean)"
+            p(f"| {where} | {a:.4f} | {b:.4f} | {d:.1e} |")
     ep = {prec: [l for l in c if l["kind"] == "epoch"] for prec, c in curves.items()}
     acc = [(e32.get("probe_acc"), e16.get("probe_acc")) for e32, e16 in zip(ep["off"], ep["bf16"])]
     p(f"\nTolerance: every logged window's loss within 5 % of f32's: worst {worst:.1e} — {'met' if worst <= 0.05 else 'NOT met'}. "
