@@ -118,8 +118,10 @@ fn impossible_values_name_their_field() {
         assert_eq!(field_of(c.check().unwrap_err()), field, "{to}");
     }
     // Unknown keys and wrong types are refused while parsing, naming the key.
-    let e = TrainConfig::from_toml(&format!("speed = 3\n{MINIMAL}"), Path::new("t.toml"));
-    assert!(field_of(e.unwrap_err()).contains("speed"));
+    // (`speed` is a real table now: an unknown top-level key is `velocity`.)
+    let e = TrainConfig::from_toml(&format!("velocity = 3\n{MINIMAL}"), Path::new("t.toml"));
+    assert!(field_of(e.unwrap_err()).contains("velocity"));
+    assert!(TrainConfig::from_toml(&format!("speed = 3\n{MINIMAL}"), Path::new("t.toml")).is_err());
     let e = TrainConfig::from_toml(
         &MINIMAL.replace("d0 = 8", "d0 = 8\nd1 = 2"),
         Path::new("t.toml"),

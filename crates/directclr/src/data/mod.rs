@@ -36,14 +36,16 @@
 pub mod augment;
 pub mod cifar;
 pub mod dataset;
+pub mod device_augment;
 pub mod idx;
 pub mod image_folder;
 pub mod loader;
 pub mod shard;
 pub mod stl10;
 
-pub use augment::{EvalTransform, Recipe, RecipeConfig, Transform, ViewConfig};
+pub use augment::{EvalTransform, Recipe, RecipeConfig, Transform, ViewConfig, ViewDraw};
 pub use dataset::{Dataset, ImageArray, ImageRef, Images, Layout, OwnedImage, UNLABELED};
+pub use device_augment::DeviceAugment;
 pub use loader::{BadImagePolicy, Batch, Loader, LoaderConfig, OutputKind};
 pub use shard::Shard;
 

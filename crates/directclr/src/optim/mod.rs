@@ -1,6 +1,7 @@
 //! Optimisers (LARS, SGD) updating named parameters in place, and the warm-up + cosine
 //! learning-rate schedule.
 
+mod flat;
 mod lars;
 mod optimizer;
 mod schedule;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::Tensor;
 
+use super::flat::{FlatState, Segment};
 use super::lars::LarsConfig;
 use super::sgd::SgdConfig;
 use crate::{Error, Result};
@@ -66,6 +67,7 @@ impl OptimizerConfig {
         Ok(Optimizer {
             config: *self,
             params: out,
+            flat: None,
         })
     }
 
@@ -105,6 +107,8 @@ struct Param {
 pub struct Optimizer {
     config: OptimizerConfig,
     params: Vec<Param>,
+    /// Set by [`Optimizer::fuse`]: parameters and momentum live in flat buffers.
+    flat: Option<FlatState>,
 }
 
 impl Optimizer {
@@ -125,6 +129,52 @@ impl Optimizer {
         }
     }
 
+    /// Moves every parameter and momentum buffer into one flat buffer each (the tensors become
+    /// views: their values, shapes and strides stay), so that [`Optimizer::step`] updates all
+    /// of them with a fixed number of tensor operations (see `optim/flat.rs`). Call it after
+    /// the parameters have their final memory order (channels-last) and device. A step in which
+    /// some parameter has no gradient falls back to the per-tensor update (equal results).
+    pub fn fuse(&mut self) -> Result<()> {
+        if self.flat.is_some() || self.params.is_empty() {
+            return Ok(());
+        }
+        let segments: Vec<Segment> = self
+            .params
+            .iter()
+            .map(|p| {
+                let (wd, exclude, lars) = match self.config {
+                    OptimizerConfig::Lars(c) => {
+                        (c.weight_decay, c.exclude_1d && p.excluded_1d, true)
+                    }
+                    OptimizerConfig::Sgd(c) => {
+                        (c.weight_decay, c.exclude_1d && p.excluded_1d, false)
+                    }
+                };
+                Segment {
+                    decay: if exclude { 0.0 } else { wd },
+                    trust: lars && !exclude,
+                }
+            })
+            .collect();
+        let mut ws: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.tensor.shallow_clone())
+            .collect();
+        let mut mus: Vec<Tensor> = self
+            .params
+            .iter()
+            .map(|p| p.momentum.shallow_clone())
+            .collect();
+        self.flat = Some(FlatState::new(&mut ws, &mut mus, &segments)?);
+        Ok(())
+    }
+
+    /// Whether [`Optimizer::fuse`] was called.
+    pub fn is_fused(&self) -> bool {
+        self.flat.is_some()
+    }
+
     /// One update with learning rate `lr` from the parameters' current gradients.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         if !lr.is_finite() || lr < 0.0 {
@@ -135,6 +185,16 @@ impl Optimizer {
         }
         let _guard = tch::no_grad_guard();
         let config = self.config;
+        if let Some(flat) = &mut self.flat {
+            let grads: Vec<Tensor> = self.params.iter().map(|p| p.tensor.grad()).collect();
+            if grads.iter().all(|g| g.defined()) {
+                let (momentum, eta, nesterov) = match config {
+                    OptimizerConfig::Lars(c) => (c.momentum, Some(c.eta), false),
+                    OptimizerConfig::Sgd(c) => (c.momentum, None, c.nesterov),
+                };
+                return flat.step(&grads, momentum, lr, eta, nesterov);
+            }
+        }
         for p in &mut self.params {
             let g = p.tensor.grad();
             if !g.defined() {

@@ -233,6 +233,9 @@ pub struct TrainConfig {
     /// Mixed precision and memory order on CUDA.
     #[serde(default)]
     pub precision: PrecisionConfig,
+    /// Speed levers (where augmentations run, fused optimiser, cuDNN benchmark, copies).
+    #[serde(default)]
+    pub speed: super::speed::SpeedConfig,
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -394,6 +397,7 @@ impl TrainConfig {
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
+        self.speed.validate()?;
         // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
         // schedule is built once the number of steps per epoch is known.
         self.schedule

@@ -6,6 +6,7 @@ mod config;
 mod monitor;
 mod replicas;
 mod run_dir;
+mod speed;
 mod trainer;
 
 pub use config::{
@@ -17,4 +18,5 @@ pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
     CHECKPOINT_FILE, CHECKPOINT_FORMAT, CONFIG_FILE, ENCODER_FILE, METADATA_KEY, METRICS_FILE,
 };
+pub use speed::{AugmentOn, SpeedConfig};
 pub use trainer::{train, train_distributed, Event, RunOptions, Summary};

@@ -19,7 +19,8 @@ use tch::{nn, Device, Kind, Tensor};
 use super::config::{AutocastDtype, CheckedConfig};
 use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
 use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
-use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
+use super::speed::ViewMaker;
+use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
 use crate::dist::Distributed;
 use crate::model::{load_state, Head, OnlineProbe, ResNet};
 use crate::optim::{trainable_variables, Optimizer};
@@ -329,8 +330,8 @@ pub fn train_distributed(
     let dataset = config.read_dataset()?;
     let classes = dataset.class_names().len() as i64;
     let samples = dataset.len();
-    let transform = Transform::Views(config.recipe().clone());
-    let norms = [transform.normalize(0), transform.normalize(1)];
+    let views = ViewMaker::new(&c.speed, config.recipe(), c.data.image_size, c.seed, device)?;
+    let transform = views.transform();
     let loader = Loader::new(
         dataset,
         transform,
@@ -399,12 +400,15 @@ pub fn train_distributed(
         }
     }
     let params = trainable_variables(&vs);
-    let optimizer = c.optimizer.build(
+    let mut optimizer = c.optimizer.build(
         params
             .iter()
             .map(|(n, t)| (n.clone(), t.shallow_clone()))
             .collect(),
     )?;
+    if c.speed.fused_optimizer {
+        optimizer.fuse()?;
+    }
     let mut models = Models {
         _vs: vs,
         encoder,
@@ -459,8 +463,8 @@ pub fn train_distributed(
             let batch = batch?;
             lr = schedule.lr(step);
             let n = batch.labels.size()[0] as usize;
-            let mut x1 = norms[0].apply_tensor(&batch.views[0].f_to_device(device)?);
-            let mut x2 = norms[1].apply_tensor(&batch.views[1].f_to_device(device)?);
+            let xs = views.views(&batch, epoch as u64)?; // 2 × [n, 3, s, s]
+            let (mut x1, mut x2) = (xs[0].shallow_clone(), xs[1].shallow_clone());
             if channels_last {
                 x1 = to_channels_last(&x1)?;
                 x2 = to_channels_last(&x2)?;
@@ -480,7 +484,7 @@ pub fn train_distributed(
                 };
                 let loss = c.loss.loss(&z1, &z2)?; // []
                 let probe = match &models.probe {
-                    Some(p) => Some(p.loss_and_accuracy(&r1, &batch.labels.f_to_device(device)?)?),
+                    Some(p) => Some(p.loss_and_accuracy(&r1, &views.upload(&batch.labels)?)?),
                     None => None,
                 };
                 (loss, probe)

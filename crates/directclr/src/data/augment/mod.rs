@@ -46,7 +46,7 @@ pub use color_jitter::{ColorJitter, ColorOp};
 pub use eval::EvalTransform;
 pub use grayscale::RandomGrayscale;
 pub use normalize::Normalize;
-pub use recipe::{Recipe, RecipeConfig, Transform, ViewConfig};
+pub use recipe::{Recipe, RecipeConfig, Transform, ViewConfig, ViewDraw};
 pub use resized_crop::{CropBox, Interpolation, RandomResizedCrop};
 pub use solarize::RandomSolarize;
 

@@ -9,11 +9,11 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::blur::{blur, kernel1d, GaussianBlur, KernelSize};
-use super::color_jitter::{self, ColorJitter};
+use super::color_jitter::{self, ColorJitter, ColorOp};
 use super::eval::EvalTransform;
 use super::grayscale::{to_grayscale, RandomGrayscale};
 use super::normalize::Normalize;
-use super::resized_crop::{resample, uniform, RandomResizedCrop};
+use super::resized_crop::{resample, uniform, CropBox, RandomResizedCrop};
 use super::solarize::{solarize, RandomSolarize};
 use super::{check_probability, Scratch};
 use crate::data::dataset::ImageRef;
@@ -86,6 +86,28 @@ impl ViewConfig {
         self.normalize.check(&format!("{field}.normalize"))
     }
 
+    /// Draws this view's random decisions for a `height × width` source, in the order
+    /// [`ViewConfig::apply`] consumes the stream (crop, flip, colour jitter, grayscale, blur
+    /// with its σ, solarisation): the batched device augmentation draws the same decisions
+    /// from the same per-sample stream.
+    pub fn draw<R: Rng + ?Sized>(&self, rng: &mut R, height: usize, width: usize) -> ViewDraw {
+        let crop = self.crop.sample(rng, height, width);
+        let flip = rng.gen::<f64>() < self.flip_p;
+        let color = self.color_jitter.sample(rng);
+        let grayscale = rng.gen::<f64>() < self.grayscale.p;
+        let blur_sigma = (rng.gen::<f64>() < self.blur.p)
+            .then(|| uniform(rng, self.blur.sigma.0, self.blur.sigma.1) as f32);
+        let solarize = rng.gen::<f64>() < self.solarize.p;
+        ViewDraw {
+            crop,
+            flip,
+            color,
+            grayscale,
+            blur_sigma,
+            solarize,
+        }
+    }
+
     /// Draws this view's augmentation of `src` and writes it (values in `[0, 1]`).
     ///
     /// # Shapes
@@ -98,25 +120,40 @@ impl ViewConfig {
         out: &mut [f32],
     ) {
         let size = self.crop.size;
-        let crop = self.crop.sample(rng, src.height, src.width);
-        let flip = rng.gen::<f64>() < self.flip_p;
-        let (xs, ys) = self.crop.coeffs(src.height, src.width, crop, flip);
+        let d = self.draw(rng, src.height, src.width);
+        let (xs, ys) = self.crop.coeffs(src.height, src.width, d.crop, d.flip);
         resample(src, &xs, &ys, scratch, out);
-        for op in self.color_jitter.sample(rng) {
+        for op in d.color {
             color_jitter::apply(op, out);
         }
-        if rng.gen::<f64>() < self.grayscale.p {
+        if d.grayscale {
             to_grayscale(out);
         }
-        if rng.gen::<f64>() < self.blur.p {
-            let sigma = uniform(rng, self.blur.sigma.0, self.blur.sigma.1) as f32;
+        if let Some(sigma) = d.blur_sigma {
             let k = kernel1d(self.blur.kernel.resolve(size), sigma);
             blur(out, size, size, &k, scratch);
         }
-        if rng.gen::<f64>() < self.solarize.p {
+        if d.solarize {
             solarize(out, self.solarize.threshold);
         }
     }
+}
+
+/// The random decisions of one view of one sample (see [`ViewConfig::draw`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewDraw {
+    /// The crop box in source pixels.
+    pub crop: CropBox,
+    /// Horizontal flip.
+    pub flip: bool,
+    /// Colour operations in the order they apply (empty: no jitter).
+    pub color: Vec<ColorOp>,
+    /// Grayscale conversion.
+    pub grayscale: bool,
+    /// Blur σ, if blurred.
+    pub blur_sigma: Option<f32>,
+    /// Solarisation.
+    pub solarize: bool,
 }
 
 /// The multi-view recipe as configured (serde, with the authors' values as defaults).
