@@ -16,6 +16,8 @@ use crate::method::Method;
 use crate::model::{ResNetConfig, Stem};
 use crate::optim::{OptimizerConfig, ScheduleConfig};
 use crate::runtime::DeviceSpec;
+
+use super::guard::GuardConfig;
 use crate::{Error, Result};
 
 /// Which dataset a run reads, and from where. Serialised with a `kind` tag, e.g.
@@ -232,6 +234,9 @@ pub struct TrainConfig {
     /// Metrics log.
     #[serde(default)]
     pub log: LogConfig,
+    /// What a non-finite or spiking loss does (stop, or roll back with a lower lr).
+    #[serde(default)]
+    pub guard: GuardConfig,
 }
 
 fn default_workers() -> usize {
@@ -271,7 +276,9 @@ pub struct Overrides {
 
 /// The fields whose change does not alter the trained weights, so that a run folder may be
 /// resumed with other values (dotted TOML paths; a prefix covers a whole table).
-pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log"];
+/// `guard` only acts on a failed run, so that a run stopped by it can be resumed with
+/// `guard.on_failure = "rollback"`.
+pub const RESUME_FREE_FIELDS: &[&str] = &["workers", "device", "log", "guard"];
 
 impl TrainConfig {
     /// Parses TOML text; `origin` names the file in errors. Unknown keys and wrong types are
@@ -371,6 +378,7 @@ impl TrainConfig {
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
+        self.guard.validate().map_err(|e| prefixed("guard", e))?;
         // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
         // schedule is built once the number of steps per epoch is known.
         self.schedule

@@ -3,12 +3,17 @@
 //! training loop shared by every method of Table 1 ([`train`]).
 
 mod config;
+mod guard;
 mod run_dir;
 mod trainer;
 
 pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
     LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
+};
+pub use guard::{
+    Action, Cause, Guard, GuardConfig, GuardKind, GuardLine, GuardState, OnFailure, Trip,
+    LOSS_EMA_DECAY,
 };
 pub use run_dir::{
     read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,

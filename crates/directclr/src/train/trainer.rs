@@ -17,7 +17,10 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{AutocastDtype, CheckedConfig};
-use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
+use super::guard::{Action, Guard, GuardLine, GuardState};
+use super::run_dir::{
+    read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
+};
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
 use crate::model::{load_state, Head, OnlineProbe, ResNet};
 use crate::optim::{trainable_variables, Optimizer};
@@ -71,6 +74,9 @@ pub enum Event {
         /// Epochs completed.
         epoch: usize,
     },
+    /// The numerical guard tripped (also written to the metrics file); after a rollback the
+    /// run goes on from the line's epoch and step.
+    Guard(GuardLine),
 }
 
 /// The outcome of [`train`].
@@ -244,6 +250,30 @@ impl Models {
             .load_momentum_state(&ckpt.section("momentum."))
     }
 
+    /// A copy of the whole state as a checkpoint at step 0 (what a rollback before the first
+    /// checkpoint returns to).
+    fn snapshot(&self, seed: u64) -> Result<Checkpoint> {
+        let _g = tch::no_grad_guard();
+        let tensors = self
+            .checkpoint_tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                let mut copy = t.f_detach()?.f_to_device(Device::Cpu)?.f_zeros_like()?;
+                copy.f_copy_(&t)?;
+                Ok((n, copy))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Checkpoint {
+            progress: Progress {
+                epoch: 0,
+                step: 0,
+                seed,
+            },
+            tensors,
+            guard: GuardState::default(),
+        })
+    }
+
     /// Checks that every trainable parameter is finite (before a checkpoint is written).
     fn check_finite(&self, vs_params: &[(String, Tensor)], epoch: usize) -> Result<()> {
         let _g = tch::no_grad_guard();
@@ -365,9 +395,11 @@ pub fn train(
         optimizer,
     };
 
+    let mut resumed_guard = GuardState::default();
     let (run, mut epoch, mut step) = match opened {
         Opened::Fresh(run) => (run, 0, 0),
         Opened::Resume(run, ckpt) => {
+            resumed_guard = ckpt.guard;
             let file = run.path(super::run_dir::CHECKPOINT_FILE);
             models.restore(&ckpt, &file)?;
             let Progress { epoch, step, .. } = ckpt.progress;
@@ -385,6 +417,12 @@ pub fn train(
     };
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
+    let mut guard = Guard::new(c.guard, resumed_guard, device)?;
+    // What a rollback before the first checkpoint returns to.
+    let initial = match (&c.guard.on_failure, last_checkpoint) {
+        (super::guard::OnFailure::Rollback, None) => Some(models.snapshot(c.seed)?),
+        _ => None,
+    };
     on_event(&Event::Start {
         epoch,
         step,
@@ -395,13 +433,14 @@ pub fn train(
     });
 
     let mut last_epoch = None;
-    let mut lr = schedule.lr(step);
-    while epoch < c.epochs {
+    let mut lr = schedule.lr(step) * guard.lr_scale();
+    'epochs: while epoch < c.epochs {
         let mut window = Window::new(device, c.probe)?;
         let mut epoch_window = Window::new(device, c.probe)?;
-        for batch in loader.epoch(epoch as u64) {
+        let mut batches = loader.epoch(epoch as u64).peekable();
+        while let Some(batch) = batches.next() {
             let batch = batch?;
-            lr = schedule.lr(step);
+            lr = schedule.lr(step) * guard.lr_scale();
             let n = batch.labels.size()[0] as usize;
             let mut x1 = norms[0].apply_tensor(&batch.views[0].f_to_device(device)?);
             let mut x2 = norms[1].apply_tensor(&batch.views[1].f_to_device(device)?);
@@ -431,6 +470,65 @@ pub fn train(
             total.f_backward()?;
             models.optimizer.step(lr)?;
             step += 1;
+            guard.observe(&loss, probe.as_ref().map(|(l, _)| l), step)?;
+            // Read at log points, before the epoch's checkpoint, and after every CPU step.
+            let last_of_epoch = batches.peek().is_none();
+            if guard.due(step, c.log.every_steps) || last_of_epoch {
+                if let Some(trip) = guard.check()? {
+                    let file = run.path(super::run_dir::CHECKPOINT_FILE);
+                    let kept = match last_checkpoint {
+                        Some(e) => format!(
+                            "the last good checkpoint (after epoch {e}) is kept in `{}`",
+                            run.root().display()
+                        ),
+                        None => "no checkpoint had been written yet".to_string(),
+                    };
+                    match guard.decide() {
+                        Action::Stop => {
+                            let line = guard.line(&trip, Action::Stop, epoch, trip.step);
+                            run.append_guard(&line)?;
+                            on_event(&Event::Guard(line));
+                            return Err(guard.stop_error(&trip, epoch, &kept));
+                        }
+                        Action::Rollback => {
+                            let ckpt = match (last_checkpoint, &initial) {
+                                (Some(_), _) => read_checkpoint(&file)?,
+                                (None, Some(init)) => Checkpoint {
+                                    progress: init.progress,
+                                    tensors: init.section(""),
+                                    guard: init.guard,
+                                },
+                                (None, None) => return Err(guard.stop_error(&trip, epoch, &kept)),
+                            };
+                            if trip.step == ckpt.progress.step + 1 {
+                                // The saved weights alone fix the next step's loss: no
+                                // learning rate can change it.
+                                let line = guard.line(&trip, Action::Stop, epoch, trip.step);
+                                run.append_guard(&line)?;
+                                on_event(&Event::Guard(line));
+                                return Err(guard.stop_error(
+                                    &trip,
+                                    epoch,
+                                    &format!(
+                                        "as the failed step is the first after the last good \
+                                         state (step {}), whose weights alone determine its \
+                                         loss, a rollback cannot avoid it; {kept}",
+                                        ckpt.progress.step
+                                    ),
+                                ));
+                            }
+                            models.restore(&ckpt, &file)?;
+                            guard.rewind(&ckpt.guard)?;
+                            (epoch, step) = (ckpt.progress.epoch, ckpt.progress.step);
+                            run.truncate_metrics(step)?;
+                            let line = guard.line(&trip, Action::Rollback, epoch, step);
+                            run.append_guard(&line)?;
+                            on_event(&Event::Guard(line));
+                            continue 'epochs;
+                        }
+                    }
+                }
+            }
             window.add(&loss, probe.as_ref(), n)?;
             epoch_window.add(&loss, probe.as_ref(), n)?;
             on_event(&Event::Step {
@@ -462,6 +560,7 @@ pub fn train(
                     step,
                     seed: c.seed,
                 },
+                &guard.state()?,
                 &models.checkpoint_tensors(),
                 models.encoder.named_tensors(),
             )?;
