@@ -70,7 +70,9 @@ fn truncated_files_are_refused_naming_the_file() {
         write(&p, &full[..cut]);
         let msg = malformed(read_images(&p), &p);
         assert!(
-            msg.contains("truncated") || msg.contains("cannot read"),
+            ["truncated", "cannot read", "more than the file"]
+                .iter()
+                .any(|w| msg.contains(w)),
             "{msg}"
         );
     }
@@ -360,6 +362,8 @@ width_multiplier = 0.0625
 [method]
 kind = "direct_clr"
 d0 = 8
+[schedule]
+warmup_epochs = 1.0
 "#;
 
 /// The field a configuration error names.
@@ -386,21 +390,17 @@ fn configs_with_unknown_or_contradictory_keys_are_refused_naming_the_key() {
         // Contradictions between fields.
         ("limit = 48", "limit = 8", "data.limit"),
         ("d0 = 8", "d0 = 33", "method.d0"),
-        (
-            "epochs = 3",
-            "epochs = 3\n[schedule]\nwarmup_epochs = 5.0",
-            "schedule",
-        ),
+        ("warmup_epochs = 1.0", "warmup_epochs = 5.0", "schedule"),
         // Wrong types and impossible values.
         ("batch_size = 16", "batch_size = \"16\"", "16"),
         (
-            "epochs = 3",
-            "epochs = 3\n[guard]\nspike_factor = 0.5",
+            "warmup_epochs = 1.0",
+            "warmup_epochs = 1.0\n[guard]\nspike_factor = 0.5",
             "guard.spike_factor",
         ),
         (
-            "epochs = 3",
-            "epochs = 3\n[guard]\nlr_factor = 1.0",
+            "warmup_epochs = 1.0",
+            "warmup_epochs = 1.0\n[guard]\nlr_factor = 1.0",
             "guard.lr_factor",
         ),
     ];
