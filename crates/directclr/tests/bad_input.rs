@@ -390,7 +390,11 @@ fn configs_with_unknown_or_contradictory_keys_are_refused_naming_the_key() {
         // Contradictions between fields.
         ("limit = 48", "limit = 8", "data.limit"),
         ("d0 = 8", "d0 = 33", "method.d0"),
-        ("warmup_epochs = 1.0", "warmup_epochs = 5.0", "schedule"),
+        (
+            "warmup_epochs = 1.0",
+            "warmup_epochs = 5.0",
+            "schedule.warmup_epochs",
+        ),
         // Wrong types and impossible values.
         ("batch_size = 16", "batch_size = \"16\"", "16"),
         (
