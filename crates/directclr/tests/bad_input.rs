@@ -381,7 +381,7 @@ fn configs_with_unknown_or_contradictory_keys_are_refused_naming_the_key() {
         .unwrap()
         .check()
         .is_ok());
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 11] = [
         // Unknown keys, at the top and in a table (a typo, or a newer version's field).
         ("epochs = 3", "epochs = 3\nepoch = 4", "epoch"),
         ("d0 = 8", "d0 = 8\nd1 = 3", "d1"),
@@ -394,6 +394,13 @@ fn configs_with_unknown_or_contradictory_keys_are_refused_naming_the_key() {
             "warmup_epochs = 1.0",
             "warmup_epochs = 5.0",
             "schedule.warmup_epochs",
+        ),
+        // Numbers that would size an allocation beyond any machine.
+        ("image_size = 32", "image_size = 100000", "data.image_size"),
+        (
+            "width_multiplier = 0.0625",
+            "width_multiplier = 1000.0",
+            "model.width_multiplier",
         ),
         // Wrong types and impossible values.
         ("batch_size = 16", "batch_size = \"16\"", "16"),

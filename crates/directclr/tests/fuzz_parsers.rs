@@ -18,7 +18,7 @@
 //! campaign sets `DIRECTCLR_FUZZ_SECONDS` per target and prints executions, rate and findings:
 //!
 //! ```sh
-//! DIRECTCLR_FUZZ_SECONDS=180 cargo test --release -p directclr --test fuzz_parsers -- \
+//! DIRECTCLR_FUZZ_SECONDS=180 DIRECTCLR_FUZZ_SEED=2 cargo test --release -p directclr --test fuzz_parsers -- \
 //!     --nocapture --test-threads 1
 //! ```
 
@@ -461,6 +461,11 @@ fn campaign(t: Target, execs: u64, seed: u64) {
     let seconds: Option<f64> = std::env::var("DIRECTCLR_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok());
+    // A long campaign can start elsewhere than CI's fixed seeds.
+    let seed = std::env::var("DIRECTCLR_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(seed, |s| s.wrapping_mul(1000).wrapping_add(seed));
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let start = Instant::now();
     let mut n = 0u64;

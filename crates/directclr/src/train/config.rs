@@ -251,6 +251,11 @@ fn default_true() -> bool {
     true
 }
 
+/// The largest crop side accepted (`data.image_size`).
+pub const MAX_IMAGE_SIZE: usize = 4096;
+/// The largest `model.width_multiplier` accepted (1024 base channels).
+pub const MAX_WIDTH_MULTIPLIER: f64 = 16.0;
+
 /// Values that replace those of the file (the command-line flags); `None` keeps the file's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Overrides {
@@ -362,6 +367,25 @@ impl TrainConfig {
             Stem::ImageNet => 32,
         };
         at_least("data.image_size", self.data.image_size, min_side)?;
+        // Upper bounds: each of these numbers sets the size of an allocation (a batch of
+        // crops, the convolution weights), which must not follow a typo into terabytes.
+        if self.data.image_size > MAX_IMAGE_SIZE {
+            return Err(Error::config(
+                "data.image_size",
+                format!(
+                    "{} exceeds {MAX_IMAGE_SIZE} pixels (a batch of such crops would not fit \
+                     in memory)",
+                    self.data.image_size
+                ),
+            ));
+        }
+        let m = self.model.width_multiplier;
+        if m > MAX_WIDTH_MULTIPLIER {
+            return Err(Error::config(
+                "model.width_multiplier",
+                format!("{m} exceeds {MAX_WIDTH_MULTIPLIER} (1 is torchvision's width)"),
+            ));
+        }
         let prefixed = |table: &str, e: Error| match e {
             Error::InvalidConfig { field, reason } => Error::InvalidConfig {
                 field: format!("{table}.{field}"),

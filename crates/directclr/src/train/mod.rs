@@ -9,7 +9,8 @@ mod trainer;
 
 pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
-    LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
+    LogConfig, Overrides, PrecisionConfig, TrainConfig, MAX_IMAGE_SIZE, MAX_WIDTH_MULTIPLIER,
+    RESUME_FREE_FIELDS,
 };
 pub use guard::{
     Action, Cause, Guard, GuardConfig, GuardKind, GuardLine, GuardState, OnFailure, Trip,
