@@ -1263,3 +1263,34 @@ fn mutations_are_seeded_and_change_the_input() {
         ]
     );
 }
+
+/// The oracles themselves: a panic, an allocation beyond the bound and an error that names
+/// nothing are each reported as a finding; a clean input is not.
+#[test]
+fn the_oracles_catch_panics_large_allocations_and_unnamed_errors() {
+    let t = Target {
+        name: "oracle-self-test",
+        alloc_floor: 4096,
+        alloc_ratio: 1,
+        seeds: vec![vec![9]],
+        mutate: |_, s, _| s.to_vec(),
+        run: |_, input| match input[0] {
+            0 => panic!("boom"),
+            1 => {
+                let v = vec![1u8; 1 << 20];
+                Ok(std::hint::black_box(v).is_empty().then(String::new))
+            }
+            2 => verdict(Err::<(), _>("an error without a name"), &["`"]),
+            _ => verdict(Err::<(), _>("cannot read `x`"), &["`"]),
+        },
+    };
+    let mut stats = Stats::default();
+    for input in [[0u8], [1], [2], [3]] {
+        exec(&t, &input, &mut stats);
+    }
+    assert_eq!(stats.findings.len(), 3, "{:?}", stats.findings);
+    assert!(stats.findings[0].contains("panic: boom"));
+    assert!(stats.findings[1].contains("allocated 1048576 bytes"));
+    assert!(stats.findings[2].contains("names none"));
+    assert_eq!((stats.errors, stats.execs), (1, 4));
+}
