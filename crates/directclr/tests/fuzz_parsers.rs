@@ -329,6 +329,9 @@ fn mutate_text(rng: &mut ChaCha8Rng, text: &[u8]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // The harness.
 
+/// Turns a seed (with all seeds, for splicing) into a mutated input.
+type Mutator = fn(&mut ChaCha8Rng, &[u8], &[Vec<u8>]) -> Vec<u8>;
+
 /// One fuzz target: its seeds and how to run an input.
 struct Target {
     name: &'static str,
@@ -337,7 +340,7 @@ struct Target {
     alloc_ratio: usize,
     seeds: Vec<Vec<u8>>,
     /// Turns a seed into a mutated input (may be a structured bundle of several files).
-    mutate: fn(&mut ChaCha8Rng, &[u8], &[Vec<u8>]) -> Vec<u8>,
+    mutate: Mutator,
     /// Runs the input in `dir` (a fresh, empty folder): Ok(None) if accepted, Ok(Some(msg))
     /// for a reported error, Err for an oracle failure.
     run: fn(&Path, &[u8]) -> Result<Option<String>, String>,

@@ -299,6 +299,7 @@ impl Guard {
 
     /// Whether the flag is read after step `step` (every step on the CPU, at log points on
     /// CUDA; [`Guard::check`] is also called before every checkpoint).
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the MSRV is 1.85
     pub fn due(&self, step: usize, log_every: usize) -> bool {
         self.every_step || step % log_every == 0
     }
