@@ -262,6 +262,28 @@ impl ProgressLine {
                 self.clear();
                 eprintln!("warning: {jump}");
             }
+            Event::Guard(g) => {
+                self.clear();
+                let loss = g
+                    .loss
+                    .map(|l| format!("{l:.4}"))
+                    .unwrap_or_else(|| "non-finite".into());
+                let cause = match g.cause {
+                    train::Cause::NonFinite => "non-finite loss",
+                    train::Cause::Spike => "loss spike",
+                };
+                match g.action {
+                    train::Action::Stop => eprintln!(
+                        "[guard] {cause} at step {} (loss {loss}, moving average {:.4}): stopping",
+                        g.failed_step, g.baseline
+                    ),
+                    train::Action::Rollback => eprintln!(
+                        "[guard] {cause} at step {} (loss {loss}, moving average {:.4}): rolled \
+                         back to step {} (epoch {}), learning rate × {} (rollback {})",
+                        g.failed_step, g.baseline, g.step, g.epoch, g.lr_scale, g.rollbacks
+                    ),
+                }
+            }
             Event::Checkpoint { epoch } => {
                 if !self.quiet {
                     self.clear();

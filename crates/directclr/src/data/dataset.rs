@@ -428,6 +428,20 @@ pub(crate) fn read_class_names(path: &Path) -> Result<Vec<String>, DataError> {
             "empty class name list or an empty line inside it",
         ));
     }
+    // Two labels with one name would make every per-class report ambiguous.
+    let mut seen = std::collections::HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(first) = seen.insert(n.as_str(), i) {
+            return Err(DataError::malformed(
+                path,
+                format!(
+                    "class name `{n}` appears twice (lines {} and {})",
+                    first + 1,
+                    i + 1
+                ),
+            ));
+        }
+    }
     Ok(names)
 }
 

@@ -16,6 +16,8 @@ use crate::method::Method;
 use crate::model::{ResNetConfig, Stem};
 use crate::optim::{OptimizerConfig, ScheduleConfig};
 use crate::runtime::DeviceSpec;
+
+use super::guard::GuardConfig;
 use crate::{Error, Result};
 
 /// Which dataset a run reads, and from where. Serialised with a `kind` tag, e.g.
@@ -248,6 +250,9 @@ pub struct TrainConfig {
     /// Data-parallel settings (used when launched as several processes).
     #[serde(default)]
     pub dist: crate::dist::DistConfig,
+    /// What a non-finite or spiking loss does (stop, or roll back with a lower lr).
+    #[serde(default)]
+    pub guard: GuardConfig,
 }
 
 fn default_workers() -> usize {
@@ -261,6 +266,11 @@ fn default_device() -> DeviceSpec {
 fn default_true() -> bool {
     true
 }
+
+/// The largest crop side accepted (`data.image_size`).
+pub const MAX_IMAGE_SIZE: usize = 4096;
+/// The largest `model.width_multiplier` accepted (1024 base channels).
+pub const MAX_WIDTH_MULTIPLIER: f64 = 16.0;
 
 /// Values that replace those of the file (the command-line flags); `None` keeps the file's.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -287,11 +297,14 @@ pub struct Overrides {
 
 /// The fields whose change does not alter the trained weights, so that a run folder may be
 /// resumed with other values (dotted TOML paths; a prefix covers a whole table).
+/// `guard` only acts on a failed run, so that a run stopped by it can be resumed with
+/// `guard.on_failure = "rollback"`.
 pub const RESUME_FREE_FIELDS: &[&str] = &[
     "workers",
     "device",
     "log",
     "monitor",
+    "guard",
     "dist.backend",
     "dist.bucket_mb",
     "dist.timeout_s",
@@ -379,6 +392,25 @@ impl TrainConfig {
             Stem::ImageNet => 32,
         };
         at_least("data.image_size", self.data.image_size, min_side)?;
+        // Upper bounds: each of these numbers sets the size of an allocation (a batch of
+        // crops, the convolution weights), which must not follow a typo into terabytes.
+        if self.data.image_size > MAX_IMAGE_SIZE {
+            return Err(Error::config(
+                "data.image_size",
+                format!(
+                    "{} exceeds {MAX_IMAGE_SIZE} pixels (a batch of such crops would not fit \
+                     in memory)",
+                    self.data.image_size
+                ),
+            ));
+        }
+        let m = self.model.width_multiplier;
+        if m > MAX_WIDTH_MULTIPLIER {
+            return Err(Error::config(
+                "model.width_multiplier",
+                format!("{m} exceeds {MAX_WIDTH_MULTIPLIER} (1 is torchvision's width)"),
+            ));
+        }
         let prefixed = |table: &str, e: Error| match e {
             Error::InvalidConfig { field, reason } => Error::InvalidConfig {
                 field: format!("{table}.{field}"),
@@ -398,6 +430,7 @@ impl TrainConfig {
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
         self.speed.validate()?;
+        self.guard.validate().map_err(|e| prefixed("guard", e))?;
         // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
         // schedule is built once the number of steps per epoch is known.
         self.schedule

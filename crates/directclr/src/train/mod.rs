@@ -5,13 +5,19 @@
 mod config;
 mod monitor;
 mod replicas;
+mod guard;
 mod run_dir;
 mod speed;
 mod trainer;
 
 pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
-    LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
+    LogConfig, Overrides, PrecisionConfig, TrainConfig, MAX_IMAGE_SIZE, MAX_WIDTH_MULTIPLIER,
+    RESUME_FREE_FIELDS,
+};
+pub use guard::{
+    Action, Cause, Guard, GuardConfig, GuardKind, GuardLine, GuardState, OnFailure, Trip,
+    LOSS_EMA_DECAY,
 };
 pub use monitor::{collapse_jump, CollapseJump, CollapseMonitor, MonitorConfig, RankSnapshot};
 pub use run_dir::{

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::config::{differing_fields, TrainConfig};
+use super::guard::{GuardLine, GuardState};
 use crate::model::{read_safetensors, serialize_safetensors};
 use crate::{Error, Result};
 
@@ -24,10 +25,14 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// The encoder with torchvision's `state_dict` names (loads with `strict=False`, only `fc.*`
 /// missing).
 pub const ENCODER_FILE: &str = "encoder.safetensors";
-/// The format tag stored in a checkpoint's metadata.
+/// The format tag stored in a checkpoint's metadata: [`CHECKPOINT_FORMAT_PREFIX`] and the
+/// format's version.
 pub const CHECKPOINT_FORMAT: &str = "directclr-train-checkpoint-1";
+/// The part of [`CHECKPOINT_FORMAT`] before the version number.
+pub const CHECKPOINT_FORMAT_PREFIX: &str = "directclr-train-checkpoint-";
 /// The key of a checkpoint's `__metadata__` entry: a JSON object with `format`, `epoch`,
-/// `step` and `seed` (a decimal string, as JSON numbers cannot hold every u64).
+/// `step`, `seed` (a decimal string, as JSON numbers cannot hold every u64) and `guard` (a
+/// [`GuardState`]; absent in checkpoints written before the guard, read as its default).
 pub const METADATA_KEY: &str = "directclr";
 
 /// One line of `metrics.jsonl`.
@@ -85,6 +90,8 @@ pub struct Checkpoint {
     pub progress: Progress,
     /// Tensors under `encoder.`, `head.`, `probe.` and `momentum.` prefixes.
     pub tensors: Vec<(String, Tensor)>,
+    /// The numerical guard's state (learning-rate scale, rollbacks, loss average).
+    pub guard: GuardState,
 }
 
 impl Checkpoint {
@@ -196,14 +203,22 @@ impl RunDir {
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let target = self.path(name);
         let tmp = self.path(&format!(".{name}.tmp"));
-        {
-            let mut f = File::create(&tmp).map_err(|e| Error::io("cannot create", &tmp, e))?;
-            f.write_all(bytes)
-                .map_err(|e| Error::io("cannot write", &tmp, e))?;
-            f.sync_all()
-                .map_err(|e| Error::io("cannot sync", &tmp, e))?;
+        let written = File::create(&tmp)
+            .map_err(|e| Error::io("cannot create", &tmp, e))
+            .and_then(|mut f| {
+                f.write_all(bytes)
+                    .map_err(|e| Error::io("cannot write", &tmp, e))?;
+                f.sync_all().map_err(|e| Error::io("cannot sync", &tmp, e))
+            })
+            .and_then(|()| {
+                std::fs::rename(&tmp, &target)
+                    .map_err(|e| Error::io("cannot rename onto", &target, e))
+            });
+        if let Err(e) = written {
+            // A full disk leaves no partial temporary file behind; the old file is untouched.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
-        std::fs::rename(&tmp, &target).map_err(|e| Error::io("cannot rename onto", &target, e))?;
         File::open(&self.root)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io("cannot sync", &self.root, e))
@@ -215,6 +230,7 @@ impl RunDir {
     pub fn write_checkpoint(
         &self,
         progress: Progress,
+        guard: &GuardState,
         tensors: &[(String, Tensor)],
         encoder: &[(String, Tensor)],
     ) -> Result<()> {
@@ -227,6 +243,7 @@ impl RunDir {
             "epoch": progress.epoch,
             "step": progress.step,
             "seed": progress.seed.to_string(),
+            "guard": guard,
         });
         let metadata = HashMap::from([(METADATA_KEY.to_string(), header.to_string())]);
         let bytes = serialize_safetensors(tensors, Some(metadata))?;
@@ -247,9 +264,22 @@ impl RunDir {
         writeln!(f, "{text}").map_err(|e| Error::io("cannot write", &path, e))
     }
 
+    /// Appends a numerical guard's line to `metrics.jsonl` (as [`RunDir::append_metrics`]).
+    pub fn append_guard(&self, line: &GuardLine) -> Result<()> {
+        let path = self.path(METRICS_FILE);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("cannot open", &path, e))?;
+        let text =
+            serde_json::to_string(line).map_err(|e| Error::config("metrics", e.to_string()))?;
+        writeln!(f, "{text}").map_err(|e| Error::io("cannot write", &path, e))
+    }
+
     /// Drops the metrics lines of steps after `step` (logged by a run killed after its last
-    /// checkpoint; the resumed run logs them again).
-    fn truncate_metrics(&self, step: usize) -> Result<()> {
+    /// checkpoint, or by steps a rollback undid; the run logs them again) and torn lines.
+    pub fn truncate_metrics(&self, step: usize) -> Result<()> {
         let path = self.path(METRICS_FILE);
         if !path.is_file() {
             return Ok(());
@@ -258,8 +288,12 @@ impl RunDir {
         let mut kept = String::new();
         for line in BufReader::new(f).lines() {
             let line = line.map_err(|e| Error::io("cannot read", &path, e))?;
-            match serde_json::from_str::<MetricsLine>(&line) {
-                Ok(m) if m.step <= step => {
+            // Every line (metrics or guard) is a JSON object with a `step`.
+            let line_step = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("step").and_then(|s| s.as_u64()));
+            match line_step {
+                Some(s) if s <= step as u64 => {
                     kept.push_str(&line);
                     kept.push('\n');
                 }
@@ -284,11 +318,32 @@ pub fn read_checkpoint(file: &Path) -> Result<Checkpoint> {
         .get(METADATA_KEY)
         .and_then(|v| serde_json::from_str(v).ok())
         .unwrap_or_default();
-    if header["format"].as_str() != Some(CHECKPOINT_FORMAT) {
-        return Err(Error::StateMismatch {
-            what: what(),
-            reason: format!("its metadata does not name the format `{CHECKPOINT_FORMAT}`"),
-        });
+    match header["format"].as_str() {
+        Some(CHECKPOINT_FORMAT) => {}
+        Some(other) => {
+            let version = other
+                .strip_prefix(CHECKPOINT_FORMAT_PREFIX)
+                .and_then(|v| v.parse::<u64>().ok());
+            let this = &CHECKPOINT_FORMAT[CHECKPOINT_FORMAT_PREFIX.len()..];
+            let reason = match version {
+                Some(v) if v > this.parse().unwrap_or(0) => format!(
+                    "written by a newer version of directclr (checkpoint format {v}; this                      version reads format {this}): update directclr to resume it"
+                ),
+                _ => format!(
+                    "its metadata names the format `{other}`, not `{CHECKPOINT_FORMAT}`"
+                ),
+            };
+            return Err(Error::StateMismatch {
+                what: what(),
+                reason,
+            });
+        }
+        None => {
+            return Err(Error::StateMismatch {
+                what: what(),
+                reason: format!("its metadata does not name the format `{CHECKPOINT_FORMAT}`"),
+            })
+        }
     }
     let bad = |key: &str| Error::StateMismatch {
         what: what(),
@@ -302,9 +357,17 @@ pub fn read_checkpoint(file: &Path) -> Result<Checkpoint> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| bad("seed"))?,
     };
+    let guard = match header.get("guard") {
+        None => GuardState::default(),
+        Some(g) => serde_json::from_value(g.clone()).map_err(|e| Error::StateMismatch {
+            what: what(),
+            reason: format!("metadata `guard` is malformed: {e}"),
+        })?,
+    };
     drop(bytes);
     Ok(Checkpoint {
         progress,
         tensors: read_safetensors(file)?,
+        guard,
     })
 }

@@ -17,8 +17,11 @@ use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::config::{AutocastDtype, CheckedConfig};
+use super::guard::{Action, Guard, GuardLine, GuardState, OnFailure};
 use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
-use super::run_dir::{MetricsKind, MetricsLine, Opened, Progress, RunDir};
+use super::run_dir::{
+    read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
+};
 use super::speed::ViewMaker;
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
 use crate::dist::Distributed;
@@ -76,6 +79,9 @@ pub enum Event {
         /// Epochs completed.
         epoch: usize,
     },
+    /// The numerical guard tripped (also written to the metrics file); after a rollback the
+    /// run goes on from the line's epoch and step.
+    Guard(GuardLine),
 }
 
 /// The outcome of [`train`].
@@ -250,6 +256,30 @@ impl Models {
             .load_momentum_state(&ckpt.section("momentum."))
     }
 
+    /// A copy of the whole state as a checkpoint at step 0 (what a rollback before the first
+    /// checkpoint returns to).
+    fn snapshot(&self, seed: u64) -> Result<Checkpoint> {
+        let _g = tch::no_grad_guard();
+        let tensors = self
+            .checkpoint_tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                let mut copy = t.f_detach()?.f_to_device(Device::Cpu)?.f_zeros_like()?;
+                copy.f_copy_(&t)?;
+                Ok((n, copy))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Checkpoint {
+            progress: Progress {
+                epoch: 0,
+                step: 0,
+                seed,
+            },
+            tensors,
+            guard: GuardState::default(),
+        })
+    }
+
     /// Checks that every trainable parameter is finite (before a checkpoint is written).
     fn check_finite(&self, vs_params: &[(String, Tensor)], epoch: usize) -> Result<()> {
         let _g = tch::no_grad_guard();
@@ -417,10 +447,12 @@ pub fn train_distributed(
         optimizer,
     };
 
+    let mut resumed_guard = GuardState::default();
     let (run, mut epoch, mut step) = match opened {
         None => (None, 0, 0),
         Some(Opened::Fresh(run)) => (Some(run), 0, 0),
         Some(Opened::Resume(run, ckpt)) => {
+            resumed_guard = ckpt.guard;
             let file = run.path(super::run_dir::CHECKPOINT_FILE);
             models.restore(&ckpt, &file)?;
             let Progress { epoch, step, .. } = ckpt.progress;
@@ -445,6 +477,31 @@ pub fn train_distributed(
     let world = dist.map_or(1, |d| d.world_size());
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
+    if world > 1 {
+        if c.guard.on_failure == OnFailure::Rollback {
+            return Err(Error::config(
+                "guard.on_failure",
+                "`rollback` needs one process (each rank would have to reload the same \
+                 checkpoint in step); use `stop` with several processes",
+            ));
+        }
+        if resumed_guard.lr_scale != 1.0 {
+            return Err(Error::config(
+                "guard",
+                format!(
+                    "the checkpoint was rolled back to a learning rate × {}, which several \
+                     processes cannot carry on; resume it with one process",
+                    resumed_guard.lr_scale
+                ),
+            ));
+        }
+    }
+    let mut guard = Guard::new(c.guard, resumed_guard, device)?;
+    // What a rollback before the first checkpoint returns to.
+    let initial = match (&c.guard.on_failure, last_checkpoint) {
+        (super::guard::OnFailure::Rollback, None) => Some(models.snapshot(c.seed)?),
+        _ => None,
+    };
     on_event(&Event::Start {
         epoch,
         step,
@@ -455,13 +512,14 @@ pub fn train_distributed(
     });
 
     let mut last_epoch = None;
-    let mut lr = schedule.lr(step);
-    while epoch < c.epochs {
+    let mut lr = schedule.lr(step) * guard.lr_scale();
+    'epochs: while epoch < c.epochs {
         let mut window = Window::new(device, c.probe)?;
         let mut epoch_window = Window::new(device, c.probe)?;
-        for batch in loader.epoch(epoch as u64) {
+        let mut batches = loader.epoch(epoch as u64).peekable();
+        while let Some(batch) = batches.next() {
             let batch = batch?;
-            lr = schedule.lr(step);
+            lr = schedule.lr(step) * guard.lr_scale();
             let n = batch.labels.size()[0] as usize;
             let xs = views.views(&batch, epoch as u64)?; // 2 × [n, 3, s, s]
             let (mut x1, mut x2) = (xs[0].shallow_clone(), xs[1].shallow_clone());
@@ -500,6 +558,68 @@ pub fn train_distributed(
             }
             models.optimizer.step(lr)?;
             step += 1;
+            guard.observe(&loss, probe.as_ref().map(|(l, _)| l), step)?;
+            // Read at log points, before the epoch's checkpoint, and after every CPU step.
+            let last_of_epoch = batches.peek().is_none();
+            if guard.due(step, c.log.every_steps) || last_of_epoch {
+                if let Some(trip) = guard.check()? {
+                    let kept = match last_checkpoint {
+                        Some(e) => format!(
+                            "the last good checkpoint (after epoch {e}) is kept in `{}`",
+                            opts.out.display()
+                        ),
+                        None => "no checkpoint had been written yet".to_string(),
+                    };
+                    // Several processes always stop (checked at start); one process has its
+                    // run folder.
+                    let run = match (&run, guard.decide()) {
+                        (Some(run), Action::Rollback) => run,
+                        (run, _) => {
+                            let line = guard.line(&trip, Action::Stop, epoch, trip.step);
+                            if let Some(run) = run {
+                                run.append_guard(&line)?;
+                            }
+                            on_event(&Event::Guard(line));
+                            return Err(guard.stop_error(&trip, epoch, &kept));
+                        }
+                    };
+                    let file = run.path(super::run_dir::CHECKPOINT_FILE);
+                    let ckpt = match (last_checkpoint, &initial) {
+                        (Some(_), _) => read_checkpoint(&file)?,
+                        (None, Some(init)) => Checkpoint {
+                            progress: init.progress,
+                            tensors: init.section(""),
+                            guard: init.guard,
+                        },
+                        (None, None) => return Err(guard.stop_error(&trip, epoch, &kept)),
+                    };
+                    if trip.step == ckpt.progress.step + 1 {
+                        // The saved weights alone fix the next step's loss: no learning rate
+                        // can change it.
+                        let line = guard.line(&trip, Action::Stop, epoch, trip.step);
+                        run.append_guard(&line)?;
+                        on_event(&Event::Guard(line));
+                        return Err(guard.stop_error(
+                            &trip,
+                            epoch,
+                            &format!(
+                                "as the failed step is the first after the last good state \
+                                 (step {}), whose weights alone determine its loss, a rollback \
+                                 cannot avoid it; {kept}",
+                                ckpt.progress.step
+                            ),
+                        ));
+                    }
+                    models.restore(&ckpt, &file)?;
+                    guard.rewind(&ckpt.guard)?;
+                    (epoch, step) = (ckpt.progress.epoch, ckpt.progress.step);
+                    run.truncate_metrics(step)?;
+                    let line = guard.line(&trip, Action::Rollback, epoch, step);
+                    run.append_guard(&line)?;
+                    on_event(&Event::Guard(line));
+                    continue 'epochs;
+                }
+            }
             window.add(&loss, probe.as_ref(), n * world)?;
             epoch_window.add(&loss, probe.as_ref(), n * world)?;
             on_event(&Event::Step {
@@ -544,6 +664,7 @@ pub fn train_distributed(
                         step,
                         seed: c.seed,
                     },
+                    &guard.state()?,
                     &models.checkpoint_tensors(),
                     models.encoder.named_tensors(),
                 )?;
