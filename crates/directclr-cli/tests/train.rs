@@ -123,7 +123,8 @@ fn killed_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
     let ckpt = resumed.join("checkpoint.safetensors");
     let start = Instant::now();
     while !ckpt.exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint");
+        // A watchdog, not a timing assertion: a loaded machine may take minutes.
+        assert!(start.elapsed() < Duration::from_secs(600), "no checkpoint");
         assert!(
             child.try_wait().unwrap().is_none(),
             "exited before a checkpoint"
