@@ -2,10 +2,12 @@
 //! run folder (resolved config, metrics log, atomic checkpoints, automatic resume) and the one
 //! training loop shared by every method of Table 1 ([`train`]).
 
+mod augment;
 mod config;
 mod run_dir;
 mod trainer;
 
+pub use augment::{AugmentConfig, CropAugment, ViewAugment};
 pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
     LogConfig, Overrides, PrecisionConfig, TrainConfig, RESUME_FREE_FIELDS,
