@@ -150,7 +150,10 @@ fn unknown_keys_and_wrong_types_name_the_dotted_field() {
             "[augment.view2]\ncolor_jitter = { strength = 1.0 }\n",
             "augment.view2.color_jitter.strength",
         ),
-        ("[augment.view1]\nflip_p = \"half\"\n", "augment.view1.flip_p"),
+        (
+            "[augment.view1]\nflip_p = \"half\"\n",
+            "augment.view1.flip_p",
+        ),
         (
             "[augment.view1]\ncolor_jitter = { p = \"x\" }\n",
             "augment.view1.color_jitter.p",
@@ -166,7 +169,10 @@ fn unknown_keys_and_wrong_types_name_the_dotted_field() {
     ];
     for (text, field) in cases {
         let got = field_of(parse(text).unwrap_err());
-        assert!(got.starts_with(field), "{text}: got `{got}`, want `{field}`");
+        assert!(
+            got.starts_with(field),
+            "{text}: got `{got}`, want `{field}`"
+        );
     }
     // A third view is not a key of the table.
     let got = field_of(parse("[augment.view3]\nflip_p = 0.5\n").unwrap_err());
@@ -201,7 +207,10 @@ fn impossible_values_name_their_field_at_check() {
             "[augment.view1]\nblur = { kernel = { fixed = { size = 4 } } }\n",
             "augment.view1.blur.kernel.size",
         ),
-        ("[augment.view2]\nblur = { p = 2.0 }\n", "augment.view2.blur.p"),
+        (
+            "[augment.view2]\nblur = { p = 2.0 }\n",
+            "augment.view2.blur.p",
+        ),
         (
             "[augment.view2]\nsolarize = { threshold = 2.0 }\n",
             "augment.view2.solarize.threshold",

@@ -2,6 +2,7 @@
 
 mod theory;
 mod train;
+mod train_progress;
 
 use crate::cli::{Cli, Command};
 

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::augment::{self, AugmentConfig};
 use crate::data::cifar::{self, Cifar100Labels};
 use crate::data::idx::{self, IdxDataset};
 use crate::data::image_folder;
 use crate::data::stl10::{self, Stl10Split};
-use super::augment::{self, AugmentConfig};
 use crate::data::{dataset::Split, Dataset, ImageArray, Images};
 use crate::loss::InfoNce;
 use crate::method::Method;
