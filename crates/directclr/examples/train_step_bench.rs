@@ -4,7 +4,9 @@
 //! (view-images per second = 2 × batch × steps / seconds). `benches/train/step_cpu.sh` runs it
 //! beside the same step in PyTorch (`benches/train/step_reference.py`).
 //!
-//! `cargo run --release --example train_step_bench -- [--batch N] [--steps N] [--warmup N]`
+//! `cargo run --release --example train_step_bench -- [--batch N] [--steps N] [--warmup N]
+//! [--threads N]` (`--threads` as the CLI's: libtorch's `set_num_threads`, which also pins MKL's
+//! thread count and turns off its dynamic adjustment, as `torch.set_num_threads` does).
 
 use std::time::Instant;
 
@@ -27,6 +29,7 @@ fn arg(name: &str, default: i64) -> i64 {
 
 fn main() -> Result<(), directclr::Error> {
     let (batch, steps, warmup) = (arg("--batch", 128), arg("--steps", 5), arg("--warmup", 2));
+    directclr::runtime::set_threads(arg("--threads", 0).max(0) as usize);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let encoder = ResNetConfig {

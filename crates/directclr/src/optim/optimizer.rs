@@ -126,6 +126,12 @@ impl Optimizer {
     }
 
     /// One update with learning rate `lr` from the parameters' current gradients.
+    ///
+    /// Each pass over a parameter is one fused kernel (`addcmul` with a 0-d scalar tensor, as
+    /// PyTorch's `add(…, alpha=…)`): d = g + λw; μ ← d + m μ (LARS: μ ← m μ, then μ += q d);
+    /// w ← w + (−lr) μ. Three fewer passes over every weight than one operation at a time, and
+    /// fewer parallel regions; the results differ from that form by float32 rounding only (the
+    /// kernels may fuse a multiply-add), see `tests/optim_fused_step.rs`.
     pub fn step(&mut self, lr: f64) -> Result<()> {
         if !lr.is_finite() || lr < 0.0 {
             return Err(Error::config(
@@ -135,46 +141,57 @@ impl Optimizer {
         }
         let _guard = tch::no_grad_guard();
         let config = self.config;
+        let (momentum, weight_decay) = match config {
+            OptimizerConfig::Lars(c) => (c.momentum, c.weight_decay),
+            OptimizerConfig::Sgd(c) => (c.momentum, c.weight_decay),
+        };
+        // 0-d f64 scalars: a wrapped number of the parameters' dtype in each kernel, like the
+        // Python scalars of PyTorch's optimisers (no device transfer, no synchronisation).
+        let wd_t = Tensor::from(weight_decay);
+        let m_t = Tensor::from(momentum);
+        let neg_lr_t = Tensor::from(-lr);
         for p in &mut self.params {
             let g = p.tensor.grad();
             if !g.defined() {
                 continue;
             }
-            let (momentum, weight_decay, exclude) = match config {
-                OptimizerConfig::Lars(c) => {
-                    (c.momentum, c.weight_decay, c.exclude_1d && p.excluded_1d)
-                }
-                OptimizerConfig::Sgd(c) => {
-                    (c.momentum, c.weight_decay, c.exclude_1d && p.excluded_1d)
-                }
+            let exclude = match config {
+                OptimizerConfig::Lars(c) => c.exclude_1d && p.excluded_1d,
+                OptimizerConfig::Sgd(c) => c.exclude_1d && p.excluded_1d,
             };
             // d = g + λ w
-            let mut d = if weight_decay != 0.0 && !exclude {
-                g.f_add(&p.tensor.f_mul_scalar(weight_decay)?)?
+            let d = if weight_decay != 0.0 && !exclude {
+                g.f_addcmul(&p.tensor, &wd_t)?
             } else {
                 g.f_detach()?
             };
-            if let OptimizerConfig::Lars(c) = config {
-                if !exclude {
+            match config {
+                OptimizerConfig::Lars(c) if !exclude => {
                     // q = η‖w‖/‖d‖ if both norms > 0, else 1
                     let w_norm = p.tensor.f_norm()?;
                     let d_norm = d.f_norm()?;
                     let both = w_norm.f_gt(0.0)?.f_logical_and(&d_norm.f_gt(0.0)?)?;
                     let ratio = w_norm.f_mul_scalar(c.eta)?.f_div(&d_norm)?;
                     let q = ratio.f_where_self(&both, &w_norm.f_ones_like()?)?;
-                    d = d.f_mul(&q)?;
+                    // μ ← m μ + q d
+                    let _ = p.momentum.f_mul_scalar_(momentum)?;
+                    let _ = p.momentum.f_addcmul_(&d, &q)?;
+                }
+                _ => {
+                    // μ ← d + m μ (one kernel, written into μ)
+                    let _ = d.f_addcmul_out(&p.momentum, &p.momentum, &m_t)?;
                 }
             }
-            // μ ← m μ + d
-            let _ = p.momentum.f_mul_scalar_(momentum)?;
-            let _ = p.momentum.f_add_(&d)?;
-            let update = match config {
+            // w ← w − lr · update
+            match config {
                 OptimizerConfig::Sgd(c) if c.nesterov => {
-                    d.f_add(&p.momentum.f_mul_scalar(momentum)?)?
+                    let update = d.f_addcmul(&p.momentum, &m_t)?;
+                    let _ = p.tensor.f_addcmul_(&update, &neg_lr_t)?;
                 }
-                _ => p.momentum.shallow_clone(),
-            };
-            let _ = p.tensor.f_sub_(&update.f_mul_scalar(lr)?)?;
+                _ => {
+                    let _ = p.tensor.f_addcmul_(&p.momentum, &neg_lr_t)?;
+                }
+            }
         }
         Ok(())
     }
