@@ -126,3 +126,30 @@ fn fused_update_matches_the_operation_by_operation_update() {
         }
     }
 }
+
+#[test]
+fn zero_grad_drops_the_gradients_and_the_next_backward_writes_them_afresh() {
+    let ps: Vec<Tensor> = SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| seeded(i as i64, s).set_requires_grad(true))
+        .collect();
+    let mut opt = OptimizerConfig::default()
+        .build(
+            ps.iter()
+                .enumerate()
+                .map(|(i, t)| (format!("p{i}"), t.shallow_clone()))
+                .collect(),
+        )
+        .unwrap();
+    backward(&ps, 0);
+    assert!(ps.iter().all(|p| p.grad().defined()));
+    opt.zero_grad();
+    assert!(ps.iter().all(|p| !p.grad().defined()));
+    // Fresh gradients equal a + w exactly (nothing left over from the first backward).
+    backward(&ps, 1);
+    for (i, p) in ps.iter().enumerate() {
+        let expected = seeded((i + 10) as i64, &p.size()) + p.detach();
+        assert!(p.grad().equal(&expected), "p{i}");
+    }
+}

@@ -118,10 +118,27 @@ impl Optimizer {
         self.params.iter().map(|p| p.name.as_str()).collect()
     }
 
-    /// Sets every parameter's gradient to zero (as PyTorch's `zero_grad(set_to_none=False)`).
+    /// Drops every parameter's gradient, as PyTorch's `zero_grad()` (`set_to_none=True`, its
+    /// default): the next backward writes fresh gradients instead of filling zeros and adding
+    /// into them (two passes over every weight and two parallel regions per parameter saved).
+    /// A parameter left out of the next loss then has no gradient and is skipped by
+    /// [`Optimizer::step`], as in PyTorch.
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {
-            p.tensor.zero_grad();
+            let mut err = [0 as std::ffi::c_char; 256];
+            // SAFETY: the pointer is the live tensor handle owned by `p.tensor`; the shim only
+            // resets its gradient field and reports any C++ exception through `err`.
+            let rc = unsafe {
+                directclr_sys::directclr_clear_grad(
+                    p.tensor.as_mut_ptr(),
+                    err.as_mut_ptr(),
+                    err.len(),
+                )
+            };
+            if rc != 0 {
+                // Zeroing in place leads to the same next update (only slower).
+                p.tensor.zero_grad();
+            }
         }
     }
 
