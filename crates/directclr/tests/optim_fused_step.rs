@@ -49,7 +49,7 @@ fn unfused(config: &OptimizerConfig, ps: &[Tensor], mus: &mut [Tensor], lr: f64)
             } else {
                 1.0
             };
-            d = d * Tensor::from(q);
+            d *= Tensor::from(q);
         }
         *mu = &*mu * m + &d;
         let update = if nesterov { &d + &*mu * m } else { mu.copy() };
