@@ -86,7 +86,7 @@ pub struct TrainArgs {
     /// is resumed even without this flag).
     #[arg(long)]
     pub resume: bool,
-    /// No progress line: one line per epoch only.
+    /// No progress bar and no per-window lines: one line per epoch (for logs).
     #[arg(long)]
     pub quiet: bool,
     /// Data-parallel on this machine: start N processes of this command (ranks 0..N, a free

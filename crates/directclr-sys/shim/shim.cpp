@@ -120,4 +120,10 @@ int directclr_is_channels_last(const at::Tensor* input) noexcept {
   return input->is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0;
 }
 
+// Drops the gradient of `t` (PyTorch's `p.grad = None`, i.e. `zero_grad(set_to_none=True)`):
+// the next backward writes a fresh gradient instead of adding into a zeroed one.
+int directclr_clear_grad(at::Tensor* t, char* err, size_t err_len) noexcept {
+  return guarded(err, err_len, [&] { t->mutable_grad().reset(); });
+}
+
 }  // extern "C"

@@ -44,6 +44,8 @@ extern "C" {
     ) -> c_int;
     /// 1 if the tensor is contiguous in channels-last order.
     pub fn directclr_is_channels_last(input: *const C_tensor) -> c_int;
+    /// Drops the tensor's gradient (`p.grad = None`).
+    pub fn directclr_clear_grad(t: *mut C_tensor, err: *mut c_char, err_len: usize) -> c_int;
 }
 
 /// A c10d TCPStore (opaque; `shim/dist.cpp`).

@@ -15,6 +15,8 @@
 //! `--save-init` the initial weights (torchvision's names under `encoder.`, the projector's
 //! `nn.Sequential` names under `head.`) are written for the reference to load, so that both
 //! start from the same point and their first losses can be compared.
+//! `--threads N` as the CLI's: libtorch's `set_num_threads`, which also pins MKL's
+//! thread count and turns off its dynamic adjustment, as `torch.set_num_threads` does).
 
 use std::time::Instant;
 
@@ -84,6 +86,7 @@ fn main() -> Result<(), directclr::Error> {
     if cudnn_benchmark {
         tch::Cuda::cudnn_set_benchmark(true);
     }
+    directclr::runtime::set_threads(arg("--threads", 0).max(0) as usize);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
     let encoder = ResNetConfig {

@@ -7,6 +7,7 @@ mod reproduce;
 mod spectrum;
 mod theory;
 mod train;
+mod train_progress;
 
 use crate::cli::{Cli, Command};
 

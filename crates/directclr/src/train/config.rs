@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::augment::{self, AugmentConfig};
 use crate::data::cifar::{self, Cifar100Labels};
 use crate::data::idx::{self, IdxDataset};
 use crate::data::image_folder;
 use crate::data::stl10::{self, Stl10Split};
-use crate::data::{dataset::Split, Dataset, RecipeConfig};
+use crate::data::{dataset::Split, Dataset};
 use crate::loss::InfoNce;
 use crate::method::Method;
 use crate::model::{ResNetConfig, Stem};
@@ -217,6 +218,9 @@ pub struct TrainConfig {
     pub probe: bool,
     /// The dataset and crop size.
     pub data: DataConfig,
+    /// The augmentations of the two views (the authors' recipe unless changed).
+    #[serde(default)]
+    pub augment: AugmentConfig,
     /// The encoder.
     #[serde(default)]
     pub model: ResNetConfig,
@@ -315,6 +319,9 @@ impl TrainConfig {
     /// [`Error::InvalidConfig`] naming the key.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Self> {
         toml::from_str(text).map_err(|e| {
+            if let Some((field, reason)) = augment::field_of_message(e.message()) {
+                return Error::config(field, format!("{reason} (in `{}`)", origin.display()));
+            }
             let field = e
                 .span()
                 .and_then(|s| text.get(s))
@@ -436,9 +443,7 @@ impl TrainConfig {
         self.schedule
             .build(self.batch_size, 1, self.epochs)
             .map_err(|e| prefixed("schedule", e))?;
-        let recipe = RecipeConfig::with_size(self.data.image_size)
-            .check()
-            .map_err(|e| Error::config("data.image_size", e.to_string()))?;
+        let recipe = self.augment.recipe(self.data.image_size)?;
         Ok(CheckedConfig {
             feat_dim,
             embed_dim,
@@ -473,7 +478,7 @@ impl CheckedConfig {
         self.embed_dim
     }
 
-    /// The two-view augmentation recipe (the authors', at `data.image_size`).
+    /// The two-view augmentation recipe (`[augment]` at `data.image_size`).
     pub fn recipe(&self) -> &crate::data::Recipe {
         &self.recipe
     }

@@ -2,6 +2,7 @@
 //! run folder (resolved config, metrics log, atomic checkpoints, automatic resume) and the one
 //! training loop shared by every method of Table 1 ([`train`]).
 
+mod augment;
 mod config;
 mod monitor;
 mod replicas;
@@ -10,6 +11,7 @@ mod run_dir;
 mod speed;
 mod trainer;
 
+pub use augment::{AugmentConfig, CropAugment, ViewAugment};
 pub use config::{
     differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
     LogConfig, Overrides, PrecisionConfig, TrainConfig, MAX_IMAGE_SIZE, MAX_WIDTH_MULTIPLIER,
