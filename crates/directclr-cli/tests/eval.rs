@@ -69,7 +69,14 @@ fn text(o: &Output) -> String {
 fn probe_knn_and_spectrum_run_and_refuse_bad_input() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tiny_run(tmp.path(), 0.0625);
-    let limits = ["--limit-train", "128", "--limit-test", "64", "--workers", "1"];
+    let limits = [
+        "--limit-train",
+        "128",
+        "--limit-test",
+        "64",
+        "--workers",
+        "1",
+    ];
 
     let o = bin()
         .args(["probe", "--mode", "features", "--epochs", "2", "--run"])
@@ -83,7 +90,10 @@ fn probe_knn_and_spectrum_run_and_refuse_bad_input() {
         assert!(out.join(f).is_file(), "{f}");
     }
     assert_eq!(
-        std::fs::read_to_string(out.join("probe.csv")).unwrap().lines().count(),
+        std::fs::read_to_string(out.join("probe.csv"))
+            .unwrap()
+            .lines()
+            .count(),
         3
     );
     // The saved classifier and the online probe evaluate without training.
@@ -95,25 +105,59 @@ fn probe_knn_and_spectrum_run_and_refuse_bad_input() {
         .args(limits)
         .output()
         .unwrap();
-    assert!(o.status.success() && text(&o).contains("saved classifier"), "{}", text(&o));
-    let o = bin().args(["probe", "--online", "--run"]).arg(&run).args(limits).output().unwrap();
-    assert!(o.status.success() && text(&o).contains("online probe"), "{}", text(&o));
+    assert!(
+        o.status.success() && text(&o).contains("saved classifier"),
+        "{}",
+        text(&o)
+    );
+    let o = bin()
+        .args(["probe", "--online", "--run"])
+        .arg(&run)
+        .args(limits)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && text(&o).contains("online probe"),
+        "{}",
+        text(&o)
+    );
 
     // A slice beyond r (32-d), a space the method lacks: errors before any work.
-    let o = bin().args(["probe", "--slice", "20:40", "--run"]).arg(&run).output().unwrap();
+    let o = bin()
+        .args(["probe", "--slice", "20:40", "--run"])
+        .arg(&run)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("slice") && text(&o).contains("32 coordinates"), "{}", text(&o));
+    assert!(
+        text(&o).contains("slice") && text(&o).contains("32 coordinates"),
+        "{}",
+        text(&o)
+    );
     let o = bin()
         .args(["probe", "--space", "projector-hidden", "--run"])
         .arg(&run)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("no projector hidden layer"), "{}", text(&o));
+    assert!(
+        text(&o).contains("no projector hidden layer"),
+        "{}",
+        text(&o)
+    );
 
-    let o = bin().args(["knn", "--k", "3,10", "--run"]).arg(&run).args(limits).output().unwrap();
+    let o = bin()
+        .args(["knn", "--k", "3,10", "--run"])
+        .arg(&run)
+        .args(limits)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("k=3") && text(&o).contains("k=10"), "{}", text(&o));
+    assert!(
+        text(&o).contains("k=3") && text(&o).contains("k=10"),
+        "{}",
+        text(&o)
+    );
 
     let spec = tmp.path().join("spectrum");
     let o = bin()
@@ -126,7 +170,12 @@ fn probe_knn_and_spectrum_run_and_refuse_bad_input() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    for f in ["spectrum.csv", "spectrum.png", "spectrum.svg", "metrics.json"] {
+    for f in [
+        "spectrum.csv",
+        "spectrum.png",
+        "spectrum.svg",
+        "metrics.json",
+    ] {
         assert!(spec.join(f).is_file(), "{f}");
     }
     let csv = std::fs::read_to_string(spec.join("spectrum.csv")).unwrap();
@@ -155,7 +204,11 @@ fn probe_knn_and_spectrum_run_and_refuse_bad_input() {
         "{}",
         text(&o)
     );
-    let o = bin().args(["probe", "--run"]).arg(tmp.path().join("nope")).output().unwrap();
+    let o = bin()
+        .args(["probe", "--run"])
+        .arg(tmp.path().join("nope"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("config.toml"), "{}", text(&o));
 }

@@ -341,7 +341,9 @@ fn a_checkpoint_of_another_architecture_is_refused_naming_the_tensors() {
             let m = e.to_string();
             assert!(
                 m.contains("of another shape")
-                    && m.contains("conv1.weight: [8, 3, 3, 3] in the source, [4, 3, 3, 3] in the model"),
+                    && m.contains(
+                        "conv1.weight: [8, 3, 3, 3] in the source, [4, 3, 3, 3] in the model"
+                    ),
                 "{m}"
             )
         }

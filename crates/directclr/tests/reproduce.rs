@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use directclr::reproduce::{
-    paper_top1, reproduce, ReproduceConfig, ReproduceEvent, ReproduceOptions, FIG2_FILE,
-    FIG9_FILE, REPORT_FILE,
-};
 use directclr::method::Method;
+use directclr::reproduce::{
+    paper_top1, reproduce, ReproduceConfig, ReproduceEvent, ReproduceOptions, FIG2_FILE, FIG9_FILE,
+    REPORT_FILE,
+};
 use directclr::train::{Event, Overrides};
 
 fn write_configs(dir: &Path, runs: &str) -> std::path::PathBuf {
@@ -110,9 +110,18 @@ fn a_tiny_reproduction_writes_the_report_and_reuses_its_runs() {
     let out = tmp.path().join("out");
     let report = std::fs::read_to_string(out.join(REPORT_FILE)).unwrap();
     assert!(report.starts_with("# tiny"));
-    assert!(report.contains("| direct | direct_clr | 62.7 |"), "{report}");
-    assert!(report.contains("| no-proj | simclr_no_projector | 51.5 |"), "{report}");
-    assert!(report.contains("| direct probe on r[:8] | direct_clr | 47.9 |"), "{report}");
+    assert!(
+        report.contains("| direct | direct_clr | 62.7 |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| no-proj | simclr_no_projector | 51.5 |"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| direct probe on r[:8] | direct_clr | 47.9 |"),
+        "{report}"
+    );
     assert!(report.contains("| direct probe on r[8:] |"), "{report}");
     assert!(report.contains("| no-proj | z | 32 |"), "{report}");
     for f in [
@@ -157,8 +166,16 @@ fn a_tiny_reproduction_writes_the_report_and_reuses_its_runs() {
         ..opts.clone()
     };
     let err = reproduce(&config, &more, &mut |_| {}).unwrap_err();
-    let text = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
-    assert!(text.contains("run `direct`") && text.contains("epochs"), "{text}");
+    let text = format!(
+        "{err}: {}",
+        std::error::Error::source(&err)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    assert!(
+        text.contains("run `direct`") && text.contains("epochs"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -204,10 +221,19 @@ fn bad_reproduction_configs_name_the_field() {
 
 #[test]
 fn the_paper_numbers_are_table_1() {
-    assert_eq!(paper_top1(&Method::SimclrMlp { hidden_dim: None, out_dim: 128 }), 66.5);
+    assert_eq!(
+        paper_top1(&Method::SimclrMlp {
+            hidden_dim: None,
+            out_dim: 128
+        }),
+        66.5
+    );
     assert_eq!(paper_top1(&Method::SimclrLinear { out_dim: 128 }), 61.1);
     assert_eq!(paper_top1(&Method::SimclrNoProjector), 51.5);
     assert_eq!(paper_top1(&Method::DirectClr { d0: 360 }), 62.7);
-    assert_eq!(paper_top1(&Method::FixedLowRank { rank: 360, seed: 0 }), 62.3);
+    assert_eq!(
+        paper_top1(&Method::FixedLowRank { rank: 360, seed: 0 }),
+        62.3
+    );
     assert_eq!(paper_top1(&Method::TrainableDiagonal), 60.2);
 }

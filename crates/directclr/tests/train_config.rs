@@ -46,7 +46,12 @@ fn every_shipped_preset_parses_checks_and_round_trips() {
     for entry in std::fs::read_dir(configs()).unwrap() {
         let path = entry.unwrap().path();
         // Reproduction configs (reproduce-*.toml) have their own test.
-        if path.file_name().unwrap().to_string_lossy().starts_with("reproduce-") {
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("reproduce-")
+        {
             continue;
         }
         let c = TrainConfig::from_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

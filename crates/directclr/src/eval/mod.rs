@@ -23,7 +23,9 @@ pub use classifier::{accuracies, Classifier, ClassifierMeta};
 pub use data::{eval_transform, read_labelled, EvalSplit};
 pub use features::{extract, ExtractOptions, Features};
 pub use knn::{knn, knn_votes, KnnConfig, KnnReport};
-pub use linear_probe::{linear_probe, probe_features, ProbeConfig, ProbeEpoch, ProbeMode, ProbeReport};
+pub use linear_probe::{
+    linear_probe, probe_features, ProbeConfig, ProbeEpoch, ProbeMode, ProbeReport,
+};
 pub use space::{FeatureSlice, Space};
 pub use spectrum::{plot_spectra, write_spectra_csv, Spectrum};
 pub use trained::{TrainedModel, Weights};

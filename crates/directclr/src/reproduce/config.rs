@@ -97,8 +97,7 @@ impl ReproduceConfig {
         }
         for (i, r) in self.runs.iter().enumerate() {
             let ok = !r.name.is_empty()
-                && r
-                    .name
+                && r.name
                     .chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
             if !ok {

@@ -227,12 +227,13 @@ fn evaluate(
     let started = Instant::now();
     let model = TrainedModel::load(dir, &Weights::RunCheckpoint, device)?;
     let c = model.config().config();
-    let limit = |ds: Arc<crate::data::Dataset>, n: Option<usize>| -> Result<Arc<crate::data::Dataset>> {
-        Ok(match n {
-            Some(n) if n < ds.len() => Arc::new(ds.first(n)?),
-            _ => ds,
-        })
-    };
+    let limit =
+        |ds: Arc<crate::data::Dataset>, n: Option<usize>| -> Result<Arc<crate::data::Dataset>> {
+            Ok(match n {
+                Some(n) if n < ds.len() => Arc::new(ds.first(n)?),
+                _ => ds,
+            })
+        };
     let train_ds = limit(
         read_labelled(&c.data.source, EvalSplit::Train, None)?,
         config.eval.limit_train,

@@ -4,9 +4,9 @@
 
 mod augment;
 mod config;
+mod guard;
 mod monitor;
 mod replicas;
-mod guard;
 mod run_dir;
 mod speed;
 mod trainer;
