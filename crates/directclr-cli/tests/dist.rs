@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use directclr::train::read_checkpoint;
 
-fn fashion_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
-}
+mod common;
+use common::{fashion_mnist, run_ok};
 
 /// A tiny DirectCLR run with the authors' recipe (LARS, BN in the encoder): 48 images, global
 /// batch 16 (3 steps an epoch), ResNet-18 of width 1/16, 32 px. The learning rate is low
@@ -74,17 +73,6 @@ fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
         c.env_remove(v);
     }
     c
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "train failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The largest |a − b| / max(1, max |a|) over the tensors of two checkpoints (weights, BN

@@ -3,13 +3,11 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-fn fashion_mnist() -> PathBuf {
-    // The subset shipped in the repository (data/fashion-mnist-subset).
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
-}
+mod common;
+use common::{bytes, fashion_mnist, run_ok, train};
 
 /// A tiny DirectCLR run: 48 images, batch 16 (3 steps an epoch), ResNet-18 of width 1/16
 /// (r 32-d), 32 px, 3 epochs.
@@ -52,31 +50,6 @@ every_steps = 1
     let file = dir.join("tiny.toml");
     std::fs::write(&file, text).unwrap();
     file
-}
-
-fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_directclr"));
-    c.args(["--threads", "2", "train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra);
-    c
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "train failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn bytes(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn metrics(out: &Path) -> Vec<serde_json::Value> {

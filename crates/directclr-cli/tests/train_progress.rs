@@ -5,9 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn fashion_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
-}
+mod common;
+use common::fashion_mnist;
 
 /// 48 images, batch 16 (3 steps an epoch), 2 epochs, a metrics line every step.
 fn config(dir: &Path) -> PathBuf {
