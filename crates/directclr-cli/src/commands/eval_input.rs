@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use directclr::data::Dataset;
-use directclr::eval::{read_labelled, EvalSplit, ExtractOptions, TrainedModel, Weights};
+use directclr::eval::{read_labelled_first, EvalSplit, ExtractOptions, TrainedModel, Weights};
 use directclr::runtime::DeviceSpec;
 use directclr::train::DataSource;
 
@@ -61,11 +61,7 @@ pub fn read_split(
     test_folder: Option<&Path>,
     limit: Option<usize>,
 ) -> anyhow::Result<Arc<Dataset>> {
-    let ds = read_labelled(source, split, test_folder)?;
-    Ok(match limit {
-        Some(n) if n < ds.len() => Arc::new(ds.first(n)?),
-        _ => ds,
-    })
+    Ok(read_labelled_first(source, split, test_folder, limit)?)
 }
 
 /// Both labelled splits of `d`.

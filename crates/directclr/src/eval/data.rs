@@ -86,6 +86,20 @@ pub fn read_labelled(
     Ok(Arc::new(ds))
 }
 
+/// The labelled `split` of `source` (see [`read_labelled`]), cut to its first `limit` samples.
+pub fn read_labelled_first(
+    source: &DataSource,
+    split: EvalSplit,
+    test_folder: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<Arc<Dataset>> {
+    let ds = read_labelled(source, split, test_folder)?;
+    Ok(match limit {
+        Some(n) if n < ds.len() => Arc::new(ds.first(n)?),
+        _ => ds,
+    })
+}
+
 /// The evaluation transform for crops of `size` px: small images (≤ 64 px, CIFAR and
 /// Fashion-MNIST style) are resized to `size` without cropping; larger ones follow ImageNet's
 /// `Resize(size · 256/224)` + `CenterCrop(size)` (256/224 at 224).

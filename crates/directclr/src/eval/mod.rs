@@ -20,7 +20,8 @@ mod spectrum;
 mod trained;
 
 pub use classifier::{accuracies, Classifier, ClassifierMeta};
-pub use data::{eval_transform, read_labelled, EvalSplit};
+pub use data::{eval_transform, read_labelled, read_labelled_first, EvalSplit};
+pub(crate) use features::eval_loader;
 pub use features::{extract, ExtractOptions, Features};
 pub use knn::{knn, knn_votes, KnnConfig, KnnReport};
 pub use linear_probe::{

@@ -3,7 +3,6 @@
 //! report.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +11,7 @@ use super::config::{ReproduceConfig, RunSpec};
 use super::report::write_report;
 use crate::analysis::RowNormalisation;
 use crate::eval::{
-    eval_transform, extract, knn, linear_probe, probe_features, read_labelled, EvalSplit,
+    eval_transform, extract, knn, linear_probe, probe_features, read_labelled_first, EvalSplit,
     ExtractOptions, FeatureSlice, KnnReport, ProbeConfig, ProbeReport, Space, Spectrum,
     TrainedModel, Weights,
 };
@@ -227,21 +226,9 @@ fn evaluate(
     let started = Instant::now();
     let model = TrainedModel::load(dir, &Weights::RunCheckpoint, device)?;
     let c = model.config().config();
-    let limit =
-        |ds: Arc<crate::data::Dataset>, n: Option<usize>| -> Result<Arc<crate::data::Dataset>> {
-            Ok(match n {
-                Some(n) if n < ds.len() => Arc::new(ds.first(n)?),
-                _ => ds,
-            })
-        };
-    let train_ds = limit(
-        read_labelled(&c.data.source, EvalSplit::Train, None)?,
-        config.eval.limit_train,
-    )?;
-    let test_ds = limit(
-        read_labelled(&c.data.source, EvalSplit::Test, None)?,
-        config.eval.limit_test,
-    )?;
+    let src = &c.data.source;
+    let train_ds = read_labelled_first(src, EvalSplit::Train, None, config.eval.limit_train)?;
+    let test_ds = read_labelled_first(src, EvalSplit::Test, None, config.eval.limit_test)?;
     let eval = eval_transform(c.data.image_size);
     let opts = ExtractOptions {
         batch_size: config.probe.batch_size.max(64),

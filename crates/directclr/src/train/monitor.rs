@@ -8,8 +8,10 @@ use tch::{Device, Tensor};
 use super::config::CheckedConfig;
 use crate::analysis::{RankMetrics, RankOptions, RowNormalisation, DEFAULT_COLLAPSE_THRESHOLD};
 use crate::data::augment::Normalize;
-use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
-use crate::eval::{eval_transform, read_labelled, EvalSplit, Space};
+use crate::data::Transform;
+use crate::eval::{
+    eval_loader, eval_transform, read_labelled_first, EvalSplit, ExtractOptions, Space,
+};
 use crate::model::{Head, ResNet};
 use crate::{Error, Result};
 
@@ -128,29 +130,18 @@ impl CollapseMonitor {
             return Ok(None);
         }
         let c = run.config();
-        let ds = match read_labelled(&c.data.source, EvalSplit::Test, None) {
+        let held_out = Some(monitor.samples);
+        let ds = match read_labelled_first(&c.data.source, EvalSplit::Test, None, held_out) {
             Ok(ds) => ds,
-            Err(_) => read_labelled(&c.data.source, EvalSplit::Train, None)?,
+            Err(_) => read_labelled_first(&c.data.source, EvalSplit::Train, None, held_out)?,
         };
-        let ds = std::sync::Arc::new(ds.first(monitor.samples)?);
         let transform = Transform::Eval(eval_transform(c.data.image_size));
         let norm = transform.normalize(0);
-        let loader = Loader::new(
-            ds,
-            transform,
-            LoaderConfig {
-                batch_size: 256,
-                workers: c.workers.min(2),
-                prefetch: 2,
-                seed: 0,
-                shuffle: false,
-                drop_last: false,
-                shard: Shard::SINGLE,
-                output: OutputKind::U8,
-                pin_memory: false,
-                bad_images: BadImagePolicy::Skip,
-            },
-        )?;
+        let opts = ExtractOptions {
+            batch_size: 256,
+            workers: c.workers.min(2),
+        };
+        let loader = eval_loader(ds, transform, &opts, Device::Cpu, (0, false))?;
         let mut parts = Vec::new();
         for batch in loader.epoch(0) {
             parts.push(batch?.views.swap_remove(0));
