@@ -3,11 +3,14 @@ the CIFAR stem (3x3 conv, no max-pool, fc removed, zero_init_residual), the SimC
 Linear(512, 512, bias=False) BN ReLU Linear(512, 128, bias=False) BN, the authors' InfoNCE
 (normalised, cross-view, symmetric, tau 0.1) and the authors' LARS (eta 0.001, momentum 0.9,
 wd 1e-6, 1-d parameters excluded), on two random views of 32x32 images. Prints one JSON line."""
-import argparse, json, time
+import argparse, json, os, sys, time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from torch_reference import LARS, info_nce  # noqa: E402
 import torchvision
 
 p = argparse.ArgumentParser()
@@ -28,41 +31,7 @@ head = nn.Sequential(nn.Linear(512, 512, bias=False), nn.BatchNorm1d(512), nn.Re
 params = list(net.parameters()) + list(head.parameters())
 
 
-class LARS(torch.optim.Optimizer):
-    """The authors' LARS (facebookresearch/directclr main.py, as in Barlow Twins)."""
-
-    def __init__(self, params, lr, weight_decay=1e-6, momentum=0.9, eta=0.001):
-        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta))
-
-    @torch.no_grad()
-    def step(self):
-        for g in self.param_groups:
-            for p in g["params"]:
-                dp = p.grad
-                if dp is None:
-                    continue
-                if p.ndim != 1:
-                    dp = dp.add(p, alpha=g["weight_decay"])
-                    param_norm, update_norm = torch.norm(p), torch.norm(dp)
-                    one = torch.ones_like(param_norm)
-                    q = torch.where(param_norm > 0.0,
-                                    torch.where(update_norm > 0, (g["eta"] * param_norm / update_norm), one), one)
-                    dp = dp.mul(q)
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu = state["mu"]
-                mu.mul_(g["momentum"]).add_(dp)
-                p.add_(mu, alpha=-g["lr"])
-
-
 opt = LARS(params, lr=0.3)
-
-
-def info_nce(z1, z2, tau=0.1):
-    z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
-    labels = torch.arange(z1.shape[0])
-    return 0.5 * F.cross_entropy(z1 @ z2.T / tau, labels) + 0.5 * F.cross_entropy(z2 @ z1.T / tau, labels)
 
 
 x1 = torch.randn(a.batch, 3, 32, 32)
