@@ -10,12 +10,20 @@
 // Lifetimes: a group keeps its store alive; tensors returned through `out` are new heap
 // `at::Tensor`s owned by the caller (tch's `C_tensor`). The differentiable collectives keep a
 // plain pointer to their group in the autograd graph: the group must outlive every graph built
-// with it (the Rust side holds it for the whole run).
+// with it (the Rust side holds it for the whole run). A reducer keeps its group alive.
+//
+// Other backends (ProcessGroupNCCL, which lives in libtorch_cuda.so and needs the CUDA headers)
+// are built by a separate library, `shim/dist_cuda.cpp`, that the binary opens at run time: it
+// receives the store as a borrowed `c10d::Store*` (`directclr_dist_store_raw`) and hands back
+// its `c10d::Backend*` as one owned reference, which `directclr_dist_group_from_backend` wraps
+// into a group like Gloo's, so that every collective below serves both.
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -33,6 +41,16 @@ struct DirectclrGroup {
   c10::intrusive_ptr<c10d::Store> store;
   int rank;
   int size;
+  // The same backend behind a c10d::ProcessGroup, the type c10d::Reducer talks to (its
+  // collectives go through the c10d dispatcher ops to `backend`).
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+};
+
+// c10d's DDP engine over a group: gradient buckets whose all-reduces start from autograd hooks
+// as soon as their last gradient is accumulated, and are waited for (and the averages written
+// into the gradients) by a callback at the end of the backward pass.
+struct DirectclrReducer {
+  std::unique_ptr<c10d::Reducer> reducer;
 };
 
 struct DirectclrWork {
@@ -126,6 +144,22 @@ struct AllReduceFn : public torch::autograd::Function<AllReduceFn> {
   }
 };
 
+// A group over `store` carried by `backend` (of `type`): Gloo serves CPU and CUDA tensors, NCCL
+// CUDA ones.
+DirectclrGroup* make_group(const c10::intrusive_ptr<c10d::Store>& store,
+                           c10::intrusive_ptr<c10d::Backend> backend,
+                           c10d::ProcessGroup::BackendType type, int rank, int size) {
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, size);
+  // setBackend copies the group's bound device onto the backend: keep the backend's.
+  pg->setBoundDeviceId(backend->getBoundDeviceId());
+  pg->setDefaultBackend(type);
+  if (type == c10d::ProcessGroup::BackendType::GLOO) {
+    pg->setBackend(c10::DeviceType::CPU, type, backend);
+  }
+  pg->setBackend(c10::DeviceType::CUDA, type, backend);
+  return new DirectclrGroup{backend, store, rank, size, pg};
+}
+
 }  // namespace
 
 extern "C" {
@@ -166,11 +200,45 @@ int directclr_dist_gloo_new(DirectclrStore* store, int rank, int size, int64_t t
     // does not read this one's keys.
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("directclr/gloo/0", store->store);
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, opts);
-    *out = new DirectclrGroup{pg, store->store, rank, size};
+    *out = make_group(store->store, pg, c10d::ProcessGroup::BackendType::GLOO, rank, size);
   });
 }
 
-void directclr_dist_group_free(DirectclrGroup* g) noexcept { delete g; }
+// The store of a handle as a borrowed `c10d::Store*` (for the CUDA library; it takes its own
+// reference).
+void* directclr_dist_store_raw(DirectclrStore* s) noexcept { return s->store.get(); }
+
+// Wraps `backend` (a `c10d::Backend*` carrying one owned reference, which this call takes over
+// even when it fails) of kind `kind` (1 = NCCL) into a group over `store`.
+int directclr_dist_group_from_backend(DirectclrStore* store, void* backend, int kind, int rank,
+                                      int size, DirectclrGroup** out, char* err,
+                                      size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    auto b = c10::intrusive_ptr<c10d::Backend>::reclaim(static_cast<c10d::Backend*>(backend));
+    if (kind != 1) {
+      throw std::invalid_argument("unknown backend kind " + std::to_string(kind));
+    }
+    if (b->getRank() != rank || b->getSize() != size) {
+      throw std::invalid_argument("the backend's rank and size differ from the group's");
+    }
+    *out = make_group(store->store, b, c10d::ProcessGroup::BackendType::NCCL, rank, size);
+  });
+}
+
+// Frees a group. NCCL's communicators are shut down first (as destroy_process_group does);
+// a failure there is ignored, the process is ending its run anyway.
+void directclr_dist_group_free(DirectclrGroup* g) noexcept {
+  if (g == nullptr) {
+    return;
+  }
+  try {
+    if (g->pg->getBackendType() == c10d::ProcessGroup::BackendType::NCCL) {
+      g->pg->shutdown();
+    }
+  } catch (...) {
+  }
+  delete g;
+}
 
 // Starts an in-place sum of `t` (contiguous, same shape on every rank) over the ranks.
 int directclr_dist_all_reduce_start(DirectclrGroup* g, at::Tensor* t, DirectclrWork** out,
@@ -229,6 +297,82 @@ int directclr_dist_all_reduce_grad(DirectclrGroup* g, const at::Tensor* x, at::T
     at::Tensor y = AllReduceFn::apply(*x, reinterpret_cast<int64_t>(g));
     *out = new at::Tensor(std::move(y));
   });
+}
+
+// A c10d::Reducer (the engine of PyTorch's DistributedDataParallel) over the `n` parameters
+// `params` (leaf tensors that require gradients, the same shapes and strides on every rank;
+// checked across the ranks here, as DDP does). `bucket_sizes[b]` consecutive entries of
+// `bucket_params` (indices into `params`) form bucket b, the order in which the buckets are
+// all-reduced (gradients that are ready first, first). Every parameter must receive a gradient
+// in every backward pass. After the first pass the buckets are rebuilt once, in the order the
+// gradients arrived on rank 0, with at most `first_bucket_bytes` in the first bucket and
+// `bucket_bytes` in the others (DDP's defaults: 1 MiB and 25 MiB).
+int directclr_dist_reducer_new(DirectclrGroup* g, const at::Tensor* const* params, size_t n,
+                               const size_t* bucket_params, const size_t* bucket_sizes,
+                               size_t n_buckets, int64_t bucket_bytes,
+                               int64_t first_bucket_bytes, DirectclrReducer** out, char* err,
+                               size_t err_len) noexcept {
+  return guarded(err, err_len, [&] {
+    std::vector<at::Tensor> ps;
+    ps.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (!params[i]->requires_grad() || !params[i]->is_leaf()) {
+        throw std::invalid_argument("parameter " + std::to_string(i) +
+                                    " is not a leaf tensor that requires a gradient");
+      }
+      ps.push_back(*params[i]);
+    }
+    std::vector<std::vector<size_t>> buckets(n_buckets);
+    size_t at = 0;
+    for (size_t b = 0; b < n_buckets; ++b) {
+      for (size_t k = 0; k < bucket_sizes[b]; ++k) {
+        if (bucket_params[at] >= n) {
+          throw std::invalid_argument("bucket index out of range");
+        }
+        buckets[b].push_back(bucket_params[at++]);
+      }
+    }
+    if (at != n) {
+      throw std::invalid_argument("the buckets do not hold every parameter once");
+    }
+    c10d::verify_params_across_processes(g->pg, ps, std::nullopt);
+    auto r = std::make_unique<c10d::Reducer>(
+        std::move(ps), std::move(buckets), g->pg,
+        /*expect_sparse_gradients=*/std::vector<bool>(n, false), bucket_bytes,
+        /*find_unused_parameters=*/false, /*gradient_as_bucket_view=*/false,
+        /*param_names=*/std::unordered_map<size_t, std::string>(), first_bucket_bytes,
+        /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false,
+        /*bucket_bytes_cap_list=*/std::vector<int64_t>());
+    *out = new DirectclrReducer{std::move(r)};
+  });
+}
+
+void directclr_dist_reducer_free(DirectclrReducer* r) noexcept {
+  try {
+    delete r;
+  } catch (...) {
+  }
+}
+
+// The backward pass of `loss` (a scalar) with the gradients averaged over the ranks: each
+// bucket's all-reduce starts as soon as its gradients are accumulated, and the pass ends once
+// every average is in its parameter's `.grad`. Returns 0 on success, 1 on a failure (message in
+// `err`), 2 when the pass completed but some parameter received no gradient (its bucket was
+// never reduced; the gradients are then not averaged).
+int directclr_dist_reducer_backward(DirectclrReducer* r, const at::Tensor* loss, char* err,
+                                    size_t err_len) noexcept {
+  int rc = guarded(err, err_len, [&] {
+    // After the first pass (and only then): buckets in the order rank 0's gradients arrived,
+    // broadcast from rank 0 so that every rank reduces the same buckets (DDP does this before
+    // its second forward pass).
+    r->reducer->rebuild_buckets();
+    r->reducer->prepare_for_backward({});
+    loss->backward();
+  });
+  if (rc != 0) {
+    return rc;
+  }
+  return guarded(err, err_len, [&] { r->reducer->check_finalized(); }) == 0 ? 0 : 2;
 }
 
 }  // extern "C"

@@ -2,7 +2,10 @@
 //!
 //! The shim carries what `tch` does not bind: the autocast dtype (tch can switch autocast on
 //! but not choose bfloat16), channels-last memory order, and PyTorch's c10d engine (TCPStore
-//! rendezvous, the Gloo process group, differentiable all-gather and all-reduce).
+//! rendezvous, the Gloo process group, differentiable all-gather and all-reduce, the Reducer of
+//! DistributedDataParallel). The NCCL process group is in a separate library
+//! (`shim/dist_cuda.cpp`, built by `scripts/cuda_shim.sh`) that `directclr::dist` opens at run
+//! time; groups it makes enter through `directclr_dist_group_from_backend`.
 //! Everything here is `unsafe extern "C"`; the safe wrappers live in the `directclr` crate
 //! (`directclr::precision`, `directclr::dist`).
 #![warn(missing_docs)]
@@ -66,6 +69,12 @@ pub struct DirectclrWork {
     _private: [u8; 0],
 }
 
+/// A c10d::Reducer, the gradient-bucket engine of PyTorch's DistributedDataParallel (opaque).
+#[repr(C)]
+pub struct DirectclrReducer {
+    _private: [u8; 0],
+}
+
 extern "C" {
     /// Rendezvous at `host:port`: rank 0 serves (`is_server` 1) and waits for `world_size`
     /// processes; the others connect, retrying for `timeout_ms`.
@@ -93,8 +102,48 @@ extern "C" {
         err: *mut c_char,
         err_len: usize,
     ) -> c_int;
-    /// Frees a group handle.
+    /// Frees a group handle (NCCL's communicators are shut down first).
     pub fn directclr_dist_group_free(group: *mut DirectclrGroup);
+    /// The store's `c10d::Store*`, borrowed (for the CUDA library `libdirectclr_cuda.so`).
+    pub fn directclr_dist_store_raw(store: *mut DirectclrStore) -> *mut std::ffi::c_void;
+    /// Wraps a `c10d::Backend*` made elsewhere (one owned reference, taken over even on
+    /// failure) of kind `kind` (1 = NCCL) into a group over `store`.
+    pub fn directclr_dist_group_from_backend(
+        store: *mut DirectclrStore,
+        backend: *mut std::ffi::c_void,
+        kind: c_int,
+        rank: c_int,
+        size: c_int,
+        out: *mut *mut DirectclrGroup,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// A c10d::Reducer over `n` parameters: bucket `b` holds the next `bucket_sizes[b]`
+    /// indices of `bucket_params`; buckets are rebuilt once after the first backward pass with
+    /// caps `first_bucket_bytes` then `bucket_bytes`.
+    pub fn directclr_dist_reducer_new(
+        group: *mut DirectclrGroup,
+        params: *const *const C_tensor,
+        n: usize,
+        bucket_params: *const usize,
+        bucket_sizes: *const usize,
+        n_buckets: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        out: *mut *mut DirectclrReducer,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    /// Frees a reducer (its autograd hooks are removed).
+    pub fn directclr_dist_reducer_free(reducer: *mut DirectclrReducer);
+    /// The backward pass of `loss` with the gradient all-reduces overlapping it; 0 on success,
+    /// 1 on a failure, 2 when some parameter received no gradient.
+    pub fn directclr_dist_reducer_backward(
+        reducer: *mut DirectclrReducer,
+        loss: *const C_tensor,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
     /// Starts an in-place sum over ranks of a contiguous tensor.
     pub fn directclr_dist_all_reduce_start(
         group: *mut DirectclrGroup,
