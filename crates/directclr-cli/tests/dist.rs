@@ -1,6 +1,8 @@
 //! Data-parallel training through c10d (Gloo, CPU), end to end with the `directclr` binary:
 //! 2 processes with synchronised BN hold the weights of 1 process on the same global batch;
-//! a rank that dies makes the other exit with a message; launch variables are checked.
+//! a rank that dies makes the other exit with a message; launch variables are checked; the
+//! NCCL backend's library is looked for and loaded (the loading itself needs PyTorch's CUDA
+//! libraries: an ignored test).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use directclr::train::read_checkpoint;
 
 mod common;
-use common::{fashion_mnist, run_ok};
+use common::{fashion_mnist, run_err, run_ok};
 
 /// A tiny DirectCLR run with the authors' recipe (LARS, BN in the encoder): 48 images, global
 /// batch 16 (3 steps an epoch), ResNet-18 of width 1/16, 32 px. The learning rate is low
@@ -325,4 +327,78 @@ fn a_run_resumes_with_another_number_of_processes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
     let (diff, _) = max_difference(&whole, &one_then_two);
     assert!(diff < 1e-6, "1 then 2 processes differ by {diff:e}");
+}
+
+/// Rank 0 of a 2-process run on `device`, alone: an NCCL run fails before the rendezvous.
+fn nccl_rank(config: &Path, out: &Path, device: &str) -> Command {
+    let mut c = train(config, out, &["--device", device]);
+    c.env("RANK", "0")
+        .env("WORLD_SIZE", "2")
+        .env("LOCAL_RANK", "0")
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", "1");
+    c
+}
+
+#[test]
+fn the_nccl_backend_without_its_library_or_on_the_cpu_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let config = tiny_config(tmp.path(), 2, "[dist]\nbackend = \"nccl\"\n");
+    let stderr = run_err(&mut nccl_rank(&config, &out, "cpu"));
+    assert!(
+        stderr.contains("dist.backend") && stderr.contains("device"),
+        "{stderr}"
+    );
+    let missing = tmp.path().join("nowhere/libdirectclr_cuda.so");
+    let stderr = run_err(nccl_rank(&config, &out, "cuda").env("DIRECTCLR_CUDA_SHIM", &missing));
+    assert!(
+        stderr.contains(&format!("`{}`", missing.display()))
+            && stderr.contains("scripts/cuda_shim.sh")
+            && stderr.contains("rank 0 of 2"),
+        "{stderr}"
+    );
+    assert!(
+        !out.exists(),
+        "nothing is written when the backend cannot start"
+    );
+}
+
+#[test]
+#[ignore = "needs PyTorch 2.11's CUDA libraries (the cu130 wheel's torch/lib with its nvidia/ \
+            folders: DIRECTCLR_TEST_CUDA_TORCH_LIB) and libdirectclr_cuda.so beside the binary \
+            (scripts/cuda_shim.sh target/release); CI has neither"]
+fn the_nccl_library_loads_after_libtorch_cuda_and_asks_for_a_device() {
+    // Run here with the benchmark venv's torch/lib (README, "Data-parallel training"). The
+    // binary runs on that libtorch (LD_LIBRARY_PATH wins over its RUNPATH), opens its
+    // libtorch_cuda.so, then libdirectclr_cuda.so with RTLD_NOW (every symbol resolved), checks
+    // its calling convention and libtorch version, and stops at the missing CUDA device
+    // (hidden with CUDA_VISIBLE_DEVICES on a machine that has one).
+    let torch_lib = std::env::var("DIRECTCLR_TEST_CUDA_TORCH_LIB")
+        .expect("set DIRECTCLR_TEST_CUDA_TORCH_LIB to a PyTorch 2.11 (cu130) torch/lib folder");
+    let shim = Path::new(env!("CARGO_BIN_EXE_directclr"))
+        .parent()
+        .unwrap()
+        .join("libdirectclr_cuda.so");
+    assert!(
+        shim.is_file(),
+        "{} is missing: run scripts/cuda_shim.sh target/release",
+        shim.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let config = tiny_config(tmp.path(), 2, "[dist]\nbackend = \"nccl\"\n");
+    let stderr = run_err(
+        nccl_rank(&config, &out, "cuda")
+            .env("LD_LIBRARY_PATH", &torch_lib)
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .env_remove("DIRECTCLR_CUDA_SHIM"),
+    );
+    eprintln!("{stderr}");
+    assert!(
+        stderr.contains("no CUDA device is visible")
+            && stderr.contains(&shim.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!out.exists());
 }

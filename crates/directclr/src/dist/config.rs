@@ -9,7 +9,8 @@ use super::Backend;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistConfig {
-    /// The c10d backend (`gloo`; NCCL is not built into this binary yet).
+    /// The c10d backend: `gloo` (CPU or CUDA tensors) or `nccl` (CUDA tensors, one GPU per
+    /// process; needs `libdirectclr_cuda.so`, built by `scripts/cuda_shim.sh`).
     pub backend: Backend,
     /// Batch-norm statistics over the global batch (the authors' SyncBN); otherwise each rank
     /// normalises with its own rows.

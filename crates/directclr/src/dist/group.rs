@@ -1,6 +1,7 @@
 //! A c10d process group (PyTorch's own collective engine, through the C++ shim): TCPStore
-//! rendezvous, then ProcessGroupGloo on the CPU. No collective is written here; every one is
-//! c10d's.
+//! rendezvous, then ProcessGroupGloo (CPU and CUDA tensors) or ProcessGroupNCCL (CUDA tensors,
+//! through `libdirectclr_cuda.so`, see [`super::nccl`]). No collective is written here; every
+//! one is c10d's.
 
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::ptr::NonNull;
@@ -21,17 +22,20 @@ const ERR_LEN: usize = 2048;
 pub enum Backend {
     /// ProcessGroupGloo (TCP): CPU tensors.
     Gloo,
-    /// ProcessGroupNCCL: CUDA tensors. Lives in libtorch_cuda.so; not reachable from this
-    /// build (see the README's status).
+    /// ProcessGroupNCCL: CUDA tensors, one GPU per process. Lives in libtorch_cuda.so and is
+    /// reached through `libdirectclr_cuda.so` (built by `scripts/cuda_shim.sh`), loaded at run
+    /// time. Not yet run on a GPU (see the README).
     Nccl,
 }
 
 /// A process group: this process's rank among `world_size`, and the collectives over them.
 ///
-/// Collectives must be called by every rank in the same order with tensors of the same shapes.
-/// A rank that dies makes the others' next collective fail (Gloo sees the closed connection),
-/// and a collective without progress fails after the group's timeout; both are
-/// [`Error::Distributed`].
+/// Collectives must be called by every rank in the same order with tensors of the same shapes
+/// (and, with NCCL, on this rank's CUDA device). A rank that dies makes the others' next
+/// collective fail (Gloo sees the closed connection), and a collective without progress fails
+/// after the group's timeout; both are [`Error::Distributed`]. With NCCL, ProcessGroupNCCL's
+/// watchdog ends a process whose collective has not completed within the timeout (as in
+/// PyTorch).
 #[derive(Debug)]
 pub struct ProcessGroup {
     group: NonNull<directclr_sys::DirectclrGroup>,
@@ -89,6 +93,17 @@ impl Drop for PendingReduce {
     }
 }
 
+/// A C++ exception's message without the backtrace that c10 appends ("Exception raised
+/// from …", then "frame #…" lines), on one line (at most 8 lines of it).
+pub(super) fn message_of(what: &str) -> String {
+    what.lines()
+        .take_while(|l| !l.starts_with("Exception raised from") && !l.starts_with("frame #"))
+        .filter(|l| !l.trim().is_empty())
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn check(rc: c_int, err: &[c_char; ERR_LEN], context: &str) -> Result<()> {
     if rc == 0 {
         return Ok(());
@@ -97,14 +112,16 @@ fn check(rc: c_int, err: &[c_char; ERR_LEN], context: &str) -> Result<()> {
     let msg = unsafe { CStr::from_ptr(err.as_ptr()) }
         .to_string_lossy()
         .into_owned();
-    // c10d's messages can carry a C++ backtrace after the first lines; keep the message.
-    let msg: String = msg.lines().take(3).collect::<Vec<_>>().join(" ");
+    let msg = message_of(&msg);
+    let why = if msg.contains("Duplicate GPU") {
+        "NCCL needs one GPU per process: start at most as many processes per machine as it \
+         has visible GPUs, or use `backend = \"gloo\"`"
+    } else {
+        "a peer rank may have died or stalled; the run stops, its last checkpoint is kept"
+    };
     Err(Error::Distributed {
         context: context.to_string(),
-        reason: format!(
-            "{msg} (a peer rank may have died or stalled; the run stops, its last checkpoint \
-             is kept)"
-        ),
+        reason: format!("{msg} ({why})"),
     })
 }
 
@@ -116,12 +133,17 @@ impl ProcessGroup {
     /// `GLOO_SOCKET_IFNAME` (as in torch.distributed) picks Gloo's network interface.
     pub fn init(env: &DistEnv, backend: Backend, timeout: Duration) -> Result<Self> {
         let who = format!("rank {} of {}", env.rank, env.world_size);
-        if backend == Backend::Nccl {
-            return Err(Error::Distributed {
-                context: who,
-                reason: "the NCCL backend is not built into this binary; use `gloo` (CPU)".into(),
-            });
-        }
+        // NCCL: everything that can fail on this machine alone (the library, libtorch_cuda.so,
+        // a CUDA device) is checked before waiting for the other ranks.
+        let nccl = match backend {
+            Backend::Gloo => None,
+            Backend::Nccl => Some(super::nccl::device_of(env.local_rank).map_err(|reason| {
+                Error::Distributed {
+                    context: format!("{who}, NCCL backend"),
+                    reason,
+                }
+            })?),
+        };
         let to_c = |name: &str, v: &str| {
             CString::new(v).map_err(|_| Error::Distributed {
                 context: format!("environment variable `{name}`"),
@@ -165,20 +187,56 @@ impl ProcessGroup {
         )?;
         let store = NonNull::new(store).expect("the shim sets the store on success");
         let mut group = std::ptr::null_mut();
-        // SAFETY: as above; `store` is a live handle.
-        let rc = unsafe {
-            directclr_sys::directclr_dist_gloo_new(
-                store.as_ptr(),
-                env.rank as c_int,
-                env.world_size as c_int,
-                ms,
-                iface.as_ptr(),
-                &mut group,
-                err.as_mut_ptr(),
-                ERR_LEN,
-            )
+        let made = match nccl {
+            None => {
+                // SAFETY: as above; `store` is a live handle.
+                let rc = unsafe {
+                    directclr_sys::directclr_dist_gloo_new(
+                        store.as_ptr(),
+                        env.rank as c_int,
+                        env.world_size as c_int,
+                        ms,
+                        iface.as_ptr(),
+                        &mut group,
+                        err.as_mut_ptr(),
+                        ERR_LEN,
+                    )
+                };
+                check(rc, &err, &format!("{who}, creating the Gloo process group"))
+            }
+            Some((shim, device)) => {
+                let context = format!("{who}, creating the NCCL process group on cuda:{device}");
+                // SAFETY: `store` is live; the library takes its own reference to the store.
+                match unsafe {
+                    shim.nccl_new(
+                        directclr_sys::directclr_dist_store_raw(store.as_ptr()),
+                        env.rank,
+                        env.world_size,
+                        ms,
+                        device,
+                    )
+                } {
+                    Err(reason) => Err(Error::Distributed { context, reason }),
+                    Ok(backend) => {
+                        // SAFETY: `backend` carries one owned reference, which the call takes.
+                        let rc = unsafe {
+                            directclr_sys::directclr_dist_group_from_backend(
+                                store.as_ptr(),
+                                backend,
+                                1,
+                                env.rank as c_int,
+                                env.world_size as c_int,
+                                &mut group,
+                                err.as_mut_ptr(),
+                                ERR_LEN,
+                            )
+                        };
+                        check(rc, &err, &context)
+                    }
+                }
+            }
         };
-        if let Err(e) = check(rc, &err, &format!("{who}, creating the Gloo process group")) {
+        if let Err(e) = made {
             // SAFETY: the store handle is live and not used again.
             unsafe { directclr_sys::directclr_dist_store_free(store.as_ptr()) };
             return Err(e);
@@ -190,6 +248,11 @@ impl ProcessGroup {
             world_size: env.world_size,
             backend,
         })
+    }
+
+    /// The raw group handle, for the shim's other entry points (the reducer).
+    pub(super) fn handle(&self) -> *mut directclr_sys::DirectclrGroup {
+        self.group.as_ptr()
     }
 
     /// This process's rank.

@@ -1,6 +1,7 @@
 //! Data-parallel training over several processes through PyTorch's c10d engine (the C++ shim
 //! compiled against libtorch's headers): the launch environment ([`DistEnv`]), the TCPStore
-//! rendezvous and Gloo process group ([`ProcessGroup`]), bucketed gradient averaging
+//! rendezvous and the Gloo or NCCL process group ([`ProcessGroup`]; NCCL through a library
+//! loaded at run time, [`nccl`]), bucketed gradient averaging
 //! ([`GradientBuckets`]), synchronised batch norm ([`sync_bn`]) and a local launcher
 //! ([`launch`]).
 //!
@@ -22,6 +23,7 @@ mod env;
 pub mod grad_sync;
 mod group;
 pub mod launch;
+pub mod nccl;
 pub mod sync_bn;
 
 use std::sync::Arc;

@@ -433,6 +433,12 @@ impl TrainConfig {
         self.loss.validate().map_err(|e| prefixed("loss", e))?;
         self.monitor.validate()?;
         self.dist.validate().map_err(|e| prefixed("dist", e))?;
+        if self.dist.backend == crate::dist::Backend::Nccl && self.device == DeviceSpec::Cpu {
+            return Err(Error::config(
+                "dist.backend",
+                "`nccl` carries CUDA tensors, but `device` is cpu: use `gloo` on the CPU",
+            ));
+        }
         self.optimizer
             .validate()
             .map_err(|e| prefixed("optimizer", e))?;
