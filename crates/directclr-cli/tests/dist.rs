@@ -1,5 +1,6 @@
 //! Data-parallel training through c10d (Gloo, CPU), end to end with the `directclr` binary:
-//! 2 processes with synchronised BN hold the weights of 1 process on the same global batch;
+//! 2 processes with synchronised BN hold the weights of 1 process on the same global batch,
+//! with the gradient all-reduce overlapping the backward pass (c10d's Reducer) or after it;
 //! a rank that dies makes the other exit with a message; launch variables are checked; the
 //! NCCL backend's library is looked for and loaded (the loading itself needs PyTorch's CUDA
 //! libraries: an ignored test).
@@ -327,6 +328,42 @@ fn a_run_resumes_with_another_number_of_processes() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
     let (diff, _) = max_difference(&whole, &one_then_two);
     assert!(diff < 1e-6, "1 then 2 processes differ by {diff:e}");
+}
+
+#[test]
+fn overlapped_and_after_backward_all_reduce_give_the_weights_of_one_process() {
+    // Buckets of 10 kB: the 62 parameter tensors (178 kB) of the tiny ResNet and probe make 11
+    // buckets, whose all-reduces the overlapped way starts from autograd hooks during the
+    // backward pass (and rebuilds, in the order the gradients arrived, after the first step).
+    // After 6 LARS steps both ways hold the weights of one process, and of each other.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = |overlap: bool| {
+        let dir = tmp.path().join(format!("overlap-{overlap}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        tiny_config(
+            &dir,
+            2,
+            &format!("[dist]\nbucket_mb = 0.01\noverlap = {overlap}\n"),
+        )
+    };
+    let one = tmp.path().join("one");
+    run_ok(&mut train(&config(true), &one, &[]));
+    let mut outs = Vec::new();
+    for overlap in [true, false] {
+        let out = tmp.path().join(format!("two-{overlap}"));
+        run_ok(&mut train(&config(overlap), &out, &["--nproc", "2"]));
+        let (diff, scale) = max_difference(&one, &out);
+        assert!(scale > 0.1, "{scale}");
+        assert!(
+            diff < 1e-6,
+            "overlap {overlap}: 2 processes differ from 1 by {diff:e}"
+        );
+        eprintln!("overlap = {overlap}: 2 processes against 1: {diff:e}");
+        outs.push(out);
+    }
+    let (diff, _) = max_difference(&outs[0], &outs[1]);
+    eprintln!("overlap = true against false: {diff:e}");
+    assert!(diff < 1e-6, "overlapped and not differ by {diff:e}");
 }
 
 /// Rank 0 of a 2-process run on `device`, alone: an NCCL run fails before the rendezvous.

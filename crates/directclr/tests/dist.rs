@@ -1,7 +1,8 @@
 //! The pieces of data-parallel training, in one process: launch variables, shards whose union
-//! is the one-process batch, and the differentiable collectives and synchronised BN of two
+//! is the one-process batch, and the differentiable collectives, synchronised BN and gradient
+//! averaging (c10d's Reducer overlapping the backward pass, and the buckets after it) of two
 //! ranks (two threads, each with its own c10d Gloo group over one TCPStore) against closed
-//! forms and libtorch's batch norm over the whole batch.
+//! forms, per-rank autograd and libtorch's batch norm over the whole batch.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,7 +10,10 @@ use std::sync::Arc;
 
 use directclr::data::{Dataset, ImageArray, Loader, LoaderConfig, RecipeConfig, Shard, Transform};
 use directclr::dist::launch::free_port;
-use directclr::dist::{sync_batch_norm, Backend, DistEnv, ProcessGroup};
+use directclr::dist::{
+    sync_batch_norm, Backend, DistEnv, GradientBuckets, GradientSync, OverlappedReducer,
+    ProcessGroup,
+};
 use directclr::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -163,7 +167,9 @@ fn every_step_the_ranks_batches_are_the_one_process_batch() {
 }
 
 /// Runs `f(group)` on ranks 0 and 1 (two threads, one Gloo group each) and returns both results.
-fn two_ranks<T: Send + 'static>(f: impl Fn(&ProcessGroup) -> T + Send + Sync + 'static) -> [T; 2] {
+fn two_ranks<T: Send + 'static>(
+    f: impl Fn(&Arc<ProcessGroup>) -> T + Send + Sync + 'static,
+) -> [T; 2] {
     let port = free_port().unwrap();
     let f = Arc::new(f);
     let handles: Vec<_> = (0..2)
@@ -179,7 +185,7 @@ fn two_ranks<T: Send + 'static>(f: impl Fn(&ProcessGroup) -> T + Send + Sync + '
                 };
                 let g = ProcessGroup::init(&env, Backend::Gloo, std::time::Duration::from_secs(30))
                     .unwrap();
-                f(&g)
+                f(&Arc::new(g))
             })
         })
         .collect();
@@ -290,5 +296,115 @@ fn sync_batch_norm_of_two_ranks_is_batch_norm_of_the_whole_batch() {
     for r in [&a, &b] {
         assert!(close(&r.4, &rm));
         assert!(close(&r.5, &rv));
+    }
+}
+
+/// Four f64 parameters of several shapes (25 values), the same on every rank.
+fn parameters() -> Vec<(String, Tensor)> {
+    [vec![3i64, 4], vec![5], vec![2, 2, 2], vec![7]]
+        .iter()
+        .enumerate()
+        .map(|(i, shape)| {
+            let t = seeded(50 + i as u64, shape).set_requires_grad(true);
+            (format!("p{i}"), t)
+        })
+        .collect()
+}
+
+/// Rank r's loss at step s: Σ_i Σ tanh(w_i ⊙ c_{r,s,i}), a different function on each rank.
+fn rank_loss(params: &[(String, Tensor)], rank: u64, step: u64) -> Tensor {
+    let mut total = Tensor::zeros([], (Kind::Double, Device::Cpu));
+    for (i, (_, w)) in params.iter().enumerate() {
+        let c = seeded(100 * step + 10 * rank + i as u64, &w.size());
+        total += (w * c).tanh().sum(Kind::Double);
+    }
+    total
+}
+
+#[test]
+fn overlapped_reducer_and_buckets_after_backward_average_gradients_exactly() {
+    // Buckets of at most 64 bytes (8 f64 values): 4 buckets for the 4 parameters, each
+    // all-reduced from its autograd hook; the reducer rebuilds them after the first step.
+    // Three steps of w ← w − 0.1·ḡ, where ḡ is the mean over the ranks of ∂J_r/∂w. Every step,
+    // on both ranks and both ways, ḡ equals (g_0 + g_1)/2 of plain autograd bit for bit
+    // (dividing by 2 before or after the sum is exact), and the weights stay equal.
+    for overlap in [true, false] {
+        let [a, b] = two_ranks(move |g| {
+            let params = parameters();
+            let sync = if overlap {
+                GradientSync::Overlapped(OverlappedReducer::new(g, &params, 64).unwrap())
+            } else {
+                GradientSync::AfterBackward(GradientBuckets::new(&params, 64), g.clone())
+            };
+            let mut worst = 0f64;
+            for step in 0..3u64 {
+                // What every rank's gradient is, from plain autograd on fresh leaves.
+                let expected: Vec<Tensor> = {
+                    let mut per_rank = Vec::new();
+                    for r in 0..2u64 {
+                        let leaves: Vec<(String, Tensor)> = params
+                            .iter()
+                            .map(|(n, w)| (n.clone(), w.detach().copy().set_requires_grad(true)))
+                            .collect();
+                        rank_loss(&leaves, r, step).backward();
+                        per_rank.push(leaves.iter().map(|(_, w)| w.grad()).collect::<Vec<_>>());
+                    }
+                    per_rank[0]
+                        .iter()
+                        .zip(&per_rank[1])
+                        .map(|(x, y)| (x + y) / 2.0)
+                        .collect()
+                };
+                for (_, w) in &params {
+                    let w = w.shallow_clone();
+                    if w.grad().defined() {
+                        let _ = w.grad().zero_();
+                    }
+                }
+                sync.backward(&rank_loss(&params, g.rank() as u64, step))
+                    .unwrap();
+                for ((name, w), e) in params.iter().zip(&expected) {
+                    let d = (w.grad() - e).abs().max().double_value(&[]);
+                    assert!(d == 0.0, "overlap {overlap}, step {step}, {name}: {d:e}");
+                    worst = worst.max(d);
+                }
+                tch::no_grad(|| {
+                    for (_, w) in &params {
+                        let mut w = w.shallow_clone();
+                        let _ = w.f_sub_(&(w.grad() * 0.1)).unwrap();
+                    }
+                });
+            }
+            let weights: Vec<Tensor> = params.iter().map(|(_, w)| w.detach().copy()).collect();
+            (weights, worst)
+        });
+        for (x, y) in a.0.iter().zip(&b.0) {
+            assert!(x.equal(y), "overlap {overlap}: the ranks' weights differ");
+        }
+        assert_eq!((a.1, b.1), (0.0, 0.0));
+    }
+}
+
+#[test]
+fn overlapped_reducer_names_a_parameter_without_gradient() {
+    let [a, b] = two_ranks(|g| {
+        let params = parameters();
+        let reducer = OverlappedReducer::new(g, &params, 64).unwrap();
+        // p2 takes no part in the loss.
+        let used: Vec<(String, Tensor)> = params
+            .iter()
+            .filter(|(n, _)| n != "p2")
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect();
+        match reducer.backward(&rank_loss(&used, g.rank() as u64, 0)) {
+            Err(e @ Error::Distributed { .. }) => e.to_string(),
+            other => panic!("expected a distributed-run error, got {other:?}"),
+        }
+    });
+    for msg in [a, b] {
+        assert!(
+            msg.contains("p2") && msg.contains("no gradient") && msg.contains("dist.overlap"),
+            "{msg}"
+        );
     }
 }

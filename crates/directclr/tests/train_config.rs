@@ -164,7 +164,15 @@ fn only_fields_that_change_the_weights_forbid_a_resume() {
     b.workers = 9;
     b.device = DeviceSpec::Cuda(0);
     b.log.every_steps = 3;
+    // How the processes communicate changes the weights by rounding at most.
+    b.dist.backend = directclr::dist::Backend::Nccl;
+    b.dist.overlap = !a.dist.overlap;
+    b.dist.bucket_mb = 1.0;
+    b.dist.timeout_s = 5;
     assert!(differing_fields(&a, &b).unwrap().is_empty());
+    b.dist.sync_bn = !a.dist.sync_bn;
+    assert_eq!(differing_fields(&a, &b).unwrap(), vec!["dist.sync_bn"]);
+    b.dist.sync_bn = a.dist.sync_bn;
     b.seed = 4;
     b.method = Method::DirectClr { d0: 4 };
     b.schedule.lr = 1.0;

@@ -17,6 +17,11 @@ pub struct DistConfig {
     pub sync_bn: bool,
     /// Gradient bucket size in megabytes (PyTorch DDP's default: 25).
     pub bucket_mb: f64,
+    /// Start each bucket's all-reduce from autograd hooks as soon as its gradients are ready,
+    /// overlapping the rest of the backward pass (c10d's Reducer, as DistributedDataParallel);
+    /// otherwise all buckets are reduced after the backward pass. Both give the same averaged
+    /// gradients (to rounding); the overlap hides communication behind computation.
+    pub overlap: bool,
     /// Seconds every rank waits for the others: to join at the start, and in any collective
     /// (a rank that died is usually noticed at once through its closed connection).
     pub timeout_s: u64,
@@ -28,6 +33,7 @@ impl Default for DistConfig {
             backend: Backend::Gloo,
             sync_bn: true,
             bucket_mb: 25.0,
+            overlap: true,
             timeout_s: 300,
         }
     }

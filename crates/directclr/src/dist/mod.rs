@@ -1,8 +1,8 @@
 //! Data-parallel training over several processes through PyTorch's c10d engine (the C++ shim
 //! compiled against libtorch's headers): the launch environment ([`DistEnv`]), the TCPStore
 //! rendezvous and the Gloo or NCCL process group ([`ProcessGroup`]; NCCL through a library
-//! loaded at run time, [`nccl`]), bucketed gradient averaging
-//! ([`GradientBuckets`]), synchronised batch norm ([`sync_bn`]) and a local launcher
+//! loaded at run time, [`nccl`]), bucketed gradient averaging overlapping the backward pass or
+//! after it ([`GradientSync`]), synchronised batch norm ([`sync_bn`]) and a local launcher
 //! ([`launch`]).
 //!
 //! # Exact gradients with gathered negatives
@@ -33,7 +33,7 @@ use tch::{Kind, Tensor};
 
 pub use config::DistConfig;
 pub use env::DistEnv;
-pub use grad_sync::{broadcast_tensors, GradientBuckets};
+pub use grad_sync::{broadcast_tensors, GradientBuckets, GradientSync, OverlappedReducer};
 pub use group::{Backend, PendingReduce, ProcessGroup};
 pub use sync_bn::{sync_batch_norm, SyncBatchNormScope};
 
@@ -134,8 +134,27 @@ impl Distributed {
 
     /// The gradient buckets of `params`.
     pub fn buckets(&self, params: &[(String, Tensor)]) -> GradientBuckets {
-        let cap = (self.config.bucket_mb * 1024.0 * 1024.0).max(1.0) as usize;
-        GradientBuckets::new(params, cap)
+        GradientBuckets::new(params, self.bucket_bytes())
+    }
+
+    fn bucket_bytes(&self) -> usize {
+        (self.config.bucket_mb * 1024.0 * 1024.0).max(1.0) as usize
+    }
+
+    /// How the gradients of `params` (the trainable parameters, in the same order on every
+    /// rank) are averaged: overlapping the backward pass (`overlap = true`, c10d's Reducer;
+    /// every rank must call this, it checks the parameters' shapes across the ranks) or after
+    /// it.
+    pub fn gradient_sync(&self, params: &[(String, Tensor)]) -> Result<GradientSync> {
+        Ok(if self.config.overlap {
+            GradientSync::Overlapped(OverlappedReducer::new(
+                &self.group,
+                params,
+                self.bucket_bytes(),
+            )?)
+        } else {
+            GradientSync::AfterBackward(self.buckets(params), self.group.clone())
+        })
     }
 
     /// Replaces each of `sums` (scalars on the device) by its mean over the ranks, in one

@@ -311,6 +311,7 @@ pub const RESUME_FREE_FIELDS: &[&str] = &[
     "guard",
     "dist.backend",
     "dist.bucket_mb",
+    "dist.overlap",
     "dist.timeout_s",
 ];
 

@@ -473,7 +473,7 @@ pub fn train_distributed(
         (epoch, step) =
             super::replicas::start_from_rank0(d, (epoch, step), &models.checkpoint_tensors())?;
     }
-    let buckets = dist.map(|d| d.buckets(&params));
+    let gradient_sync = dist.map(|d| d.gradient_sync(&params)).transpose()?;
     let world = dist.map_or(1, |d| d.world_size());
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
@@ -552,9 +552,11 @@ pub fn train_distributed(
                 None => loss.shallow_clone(),
             };
             models.optimizer.zero_grad();
-            total.f_backward()?;
-            if let (Some(d), Some(b)) = (dist, &buckets) {
-                b.average(d.group())?;
+            // Several processes: gradients averaged over the ranks, overlapping the backward
+            // pass or after it (`[dist] overlap`).
+            match &gradient_sync {
+                Some(sync) => sync.backward(&total)?,
+                None => total.f_backward()?,
             }
             models.optimizer.step(lr)?;
             step += 1;
