@@ -15,9 +15,9 @@
 #     benchmark venv ~/.cache/directclr/bench-venv, else the python3 that has torch 2.11.0):
 #     only the files its RECORD lists under the include folder are copied;
 #   - else the wheel itself from PyPI (pinned version and SHA-256; only headers are unpacked).
-# Sizes of the wheels when they must be downloaded: cuBLAS about 400 MB, cuSPARSE and
-# cuSOLVER about 200-300 MB each, NCCL about 200 MB; the CUDA runtime (already in the cache for
-# libtorch), CRT and CCCL are small.
+# When they must be downloaded, the cuBLAS, cuSPARSE, cuSOLVER and NCCL wheels carry their
+# libraries too (135 to 570 MB each unpacked, for a few MB of headers); the CUDA runtime
+# (already in the cache for libtorch), CRT and CCCL wheels are small.
 #
 # Environment:
 #   LIBTORCH             the libtorch folder (default: scripts/libtorch.sh's, as for the binary)

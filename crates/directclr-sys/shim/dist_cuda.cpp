@@ -46,6 +46,16 @@ const char* directclr_cuda_shim_torch_version() noexcept { return TORCH_VERSION;
 int directclr_cuda_nccl_new(void* store, int rank, int size, int64_t timeout_ms, int device,
                             void** backend, char* err, size_t err_len) noexcept {
   try {
+    // ProcessGroupNCCL::Options holds NCCL's ncclConfig_t, laid out by the nccl.h this library
+    // was compiled with: the loaded NCCL must be of the same minor version.
+    auto [major, minor, patch] = c10d::getNcclVersionTuple();
+    if (major != NCCL_MAJOR || minor != NCCL_MINOR) {
+      throw std::runtime_error(
+          "the loaded NCCL is " + std::to_string(major) + "." + std::to_string(minor) + "." +
+          std::to_string(patch) + ", this library was compiled with the headers of " +
+          std::to_string(NCCL_MAJOR) + "." + std::to_string(NCCL_MINOR) +
+          " (those of the torch 2.11.0 cu130 wheel, which this build expects at run time)");
+    }
     int count = static_cast<int>(c10::cuda::device_count());
     if (count == 0) {
       throw std::runtime_error("no CUDA device is visible (NCCL carries CUDA tensors only)");
