@@ -20,7 +20,7 @@ const ERR_LEN: usize = 2048;
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
-    /// ProcessGroupGloo (TCP): CPU tensors.
+    /// ProcessGroupGloo (TCP): CPU tensors (and CUDA ones).
     Gloo,
     /// ProcessGroupNCCL: CUDA tensors, one GPU per process. Lives in libtorch_cuda.so and is
     /// reached through `libdirectclr_cuda.so` (built by `scripts/cuda_shim.sh`), loaded at run
