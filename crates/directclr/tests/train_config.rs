@@ -169,7 +169,15 @@ fn only_fields_that_change_the_weights_forbid_a_resume() {
     b.dist.overlap = !a.dist.overlap;
     b.dist.bucket_mb = 1.0;
     b.dist.timeout_s = 5;
+    // Neither do the speed levers that change how the step runs, not what it computes.
+    b.speed.fused_optimizer = !a.speed.fused_optimizer;
+    b.speed.cudnn_benchmark = !a.speed.cudnn_benchmark;
+    b.speed.non_blocking = !a.speed.non_blocking;
     assert!(differing_fields(&a, &b).unwrap().is_empty());
+    // Where the views are made, and from which decoded size, changes the pixels.
+    b.speed.source_size = Some(40);
+    assert_eq!(differing_fields(&a, &b).unwrap(), vec!["speed.source_size"]);
+    b.speed.source_size = a.speed.source_size;
     b.dist.sync_bn = !a.dist.sync_bn;
     assert_eq!(differing_fields(&a, &b).unwrap(), vec!["dist.sync_bn"]);
     b.dist.sync_bn = a.dist.sync_bn;

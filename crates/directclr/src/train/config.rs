@@ -313,6 +313,13 @@ pub const RESUME_FREE_FIELDS: &[&str] = &[
     "dist.bucket_mb",
     "dist.overlap",
     "dist.timeout_s",
+    // How the step runs, not what it computes: the same update to float rounding, and the
+    // fused optimiser keeps the per-parameter momentum buffers (views of its flat one), so
+    // its checkpoints are the unfused ones. `speed.augment` and `speed.source_size` change
+    // the pixels the model sees and stay fixed.
+    "speed.fused_optimizer",
+    "speed.cudnn_benchmark",
+    "speed.non_blocking",
 ];
 
 impl TrainConfig {
