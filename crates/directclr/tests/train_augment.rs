@@ -247,3 +247,37 @@ fn a_changed_augmentation_forbids_resuming_the_run() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn f32_settings_are_written_by_their_shortest_decimal_and_read_back_exactly() {
+    let text = parse("").unwrap().to_toml().unwrap();
+    assert!(
+        text.contains("0.485,") && text.contains("0.229,") && !text.contains("0.48500001"),
+        "{text}"
+    );
+    // The solarisation threshold 128/255 is written as its shortest f32 decimal.
+    assert!(text.contains("threshold = 0.5019608\n"), "{text}");
+    let back = TrainConfig::from_toml(&text, Path::new("config.toml")).unwrap();
+    assert_eq!(back.augment, parse("").unwrap().augment);
+    // Any f32 survives the shortest decimal → nearest f64 → f32 round trip, bit for bit.
+    use directclr::data::augment::short_f32::widen;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    for _ in 0..200_000 {
+        let v = f32::from_bits(rng.gen::<u32>());
+        if v.is_finite() {
+            assert_eq!((widen(v) as f32).to_bits(), v.to_bits(), "{v:e}");
+        }
+    }
+    for v in [
+        0.0f32,
+        -0.0,
+        1.0,
+        128.0 / 255.0,
+        f32::MIN_POSITIVE,
+        f32::MAX,
+        1e-45,
+    ] {
+        assert_eq!((widen(v) as f32).to_bits(), v.to_bits(), "{v:e}");
+    }
+}

@@ -39,6 +39,7 @@ pub mod normalize;
 pub mod recipe;
 pub mod resized_crop;
 mod rows;
+pub mod short_f32;
 pub mod solarize;
 
 pub use blur::{GaussianBlur, KernelSize};

@@ -9,8 +9,10 @@ use crate::data::DataError;
 #[serde(deny_unknown_fields)]
 pub struct Normalize {
     /// Per-channel mean (RGB).
+    #[serde(serialize_with = "super::short_f32::serialize_array")]
     pub mean: [f32; 3],
     /// Per-channel standard deviation (RGB).
+    #[serde(serialize_with = "super::short_f32::serialize_array")]
     pub std: [f32; 3],
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct RandomSolarize {
     /// Values at or above it are inverted; in `[0, 1]` (PIL's 128 is 128/255).
+    #[serde(serialize_with = "super::short_f32::serialize")]
     pub threshold: f32,
     /// Probability of applying.
     pub p: f64,
