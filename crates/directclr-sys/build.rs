@@ -9,6 +9,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DIRECTCLR_GLOO_INCLUDE");
     println!("cargo:rerun-if-changed=shim/shim.cpp");
     println!("cargo:rerun-if-changed=shim/dist.cpp");
+    println!("cargo:rerun-if-changed=shim/guarded.hpp");
     let libtorch = env::var("LIBTORCH").unwrap_or_else(|_| {
         panic!("LIBTORCH is not set: run `source scripts/env.sh` (it installs libtorch once)")
     });

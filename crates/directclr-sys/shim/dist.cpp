@@ -25,6 +25,8 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
+#include "guarded.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -59,25 +61,7 @@ struct DirectclrWork {
 
 namespace {
 
-void report(const char* what, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-}
-
-template <typename F>
-int guarded(char* err, size_t err_len, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, err_len);
-  } catch (...) {
-    report("unknown C++ exception", err, err_len);
-  }
-  return 1;
-}
+using directclr_shim::guarded;
 
 // Runs one collective to completion; a failure (peer gone, timeout) throws.
 void finish(const c10::intrusive_ptr<c10d::Work>& work) {

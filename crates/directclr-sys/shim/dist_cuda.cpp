@@ -7,28 +7,19 @@
 // into the same group handle as Gloo's, so every collective works on it unchanged.
 //
 // Every function is `noexcept` and reports C++ exceptions through its return value (0 =
-// success) and a message buffer, as dist.cpp does.
+// success) and a message buffer (guarded.hpp), as dist.cpp does.
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #include <torch/version.h>
+
+#include "guarded.hpp"
 
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <string>
-
-namespace {
-
-void report(const char* what, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-}
-
-}  // namespace
 
 extern "C" {
 
@@ -45,7 +36,7 @@ const char* directclr_cuda_shim_torch_version() noexcept { return TORCH_VERSION;
 // reference, for `directclr_dist_group_from_backend`. Fails when no CUDA device is visible.
 int directclr_cuda_nccl_new(void* store, int rank, int size, int64_t timeout_ms, int device,
                             void** backend, char* err, size_t err_len) noexcept {
-  try {
+  return directclr_shim::guarded(err, err_len, [&] {
     // ProcessGroupNCCL::Options holds NCCL's ncclConfig_t, laid out by the nccl.h this library
     // was compiled with: the loaded NCCL must be of the same minor version.
     auto [major, minor, patch] = c10d::getNcclVersionTuple();
@@ -75,13 +66,7 @@ int directclr_cuda_nccl_new(void* store, int rank, int size, int64_t timeout_ms,
     pg->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
     c10::intrusive_ptr<c10d::Backend> b = pg;
     *backend = b.release();
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, err_len);
-  } catch (...) {
-    report("unknown C++ exception", err, err_len);
-  }
-  return 1;
+  });
 }
 
 }  // extern "C"

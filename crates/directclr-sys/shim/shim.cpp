@@ -5,32 +5,15 @@
 #include <ATen/autocast_mode.h>
 #include <torch/headeronly/version.h>
 
+#include "guarded.hpp"
+
 #include <cstring>
 #include <exception>
 #include <string>
 
 namespace {
 
-// Copies `what` into the caller's buffer (NUL-terminated, truncated to fit).
-void report(const char* what, char* err, size_t err_len) {
-  if (err != nullptr && err_len > 0) {
-    std::strncpy(err, what, err_len - 1);
-    err[err_len - 1] = '\0';
-  }
-}
-
-template <typename F>
-int guarded(char* err, size_t err_len, F&& f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    report(e.what(), err, err_len);
-  } catch (...) {
-    report("unknown C++ exception", err, err_len);
-  }
-  return 1;
-}
+using directclr_shim::guarded;
 
 // 0 = CPU, 1 = CUDA.
 bool device_type(int code, at::DeviceType* out) {
