@@ -12,60 +12,21 @@ use std::time::{Duration, Instant};
 use directclr::train::read_checkpoint;
 
 mod common;
-use common::{fashion_mnist, run_err, run_ok};
+use common::{run_err, run_ok};
 
 /// A tiny DirectCLR run with the authors' recipe (LARS, BN in the encoder): 48 images, global
 /// batch 16 (3 steps an epoch), ResNet-18 of width 1/16, 32 px. The learning rate is low
 /// enough (0.05) that 6 steps do not amplify float32 rounding beyond 1e-6: with lr 0.3 two
 /// one-process runs that differ only in `--threads` (1 or 2) already drift apart by 1e-4.
 fn tiny_config(dir: &Path, epochs: usize, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"
-seed = 7
-epochs = {epochs}
-batch_size = 16
-workers = 1
-probe = true
-
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 48
-
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-
-[method]
-kind = "direct_clr"
-d0 = 8
-
-[optimizer]
-kind = "lars"
-
-[schedule]
-lr = 0.05
-warmup_epochs = 1.0
-
-[log]
-every_steps = 1
-{extra}
-"#,
-        fashion_mnist().display()
-    );
-    let file = dir.join(format!("tiny-{epochs}.toml"));
-    std::fs::write(&file, text).unwrap();
-    file
+    let extra = format!("[optimizer]\nkind = \"lars\"\n{extra}");
+    common::tiny_config_lr(dir, &format!("tiny-{epochs}"), 48, epochs, 0.05, &extra)
 }
 
+/// `directclr train` with 1 thread and none of the launch variables of the test's own
+/// environment.
 fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_directclr"));
-    c.args(["--threads", "1", "train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra);
+    let mut c = common::train_threads(config, out, 1, extra);
     for v in [
         "RANK",
         "WORLD_SIZE",

@@ -11,8 +11,20 @@ pub fn fashion_mnist() -> PathBuf {
 }
 
 /// Writes a tiny DirectCLR run (ResNet-18 of width 1/16, r 32-d, 32 px, batch 16, `limit`
-/// images, `epochs` epochs, a checkpoint after each) with `extra` TOML appended.
+/// images, `epochs` epochs, a checkpoint after each, SGD at lr 0.3) with `extra` TOML appended.
 pub fn tiny_config(dir: &Path, name: &str, limit: usize, epochs: usize, extra: &str) -> PathBuf {
+    tiny_config_lr(dir, name, limit, epochs, 0.3, extra)
+}
+
+/// [`tiny_config`] at learning rate `lr` (`schedule.lr`).
+pub fn tiny_config_lr(
+    dir: &Path,
+    name: &str,
+    limit: usize,
+    epochs: usize,
+    lr: f64,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"seed = 7
 epochs = {epochs}
@@ -35,7 +47,7 @@ kind = "direct_clr"
 d0 = 8
 
 [schedule]
-lr = 0.3
+lr = {lr}
 warmup_epochs = 1.0
 
 [log]
@@ -51,12 +63,23 @@ every_steps = 1
 
 /// `directclr train` on `config` into `out` (2 threads, quiet).
 pub fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
+    train_threads(config, out, 2, extra)
+}
+
+/// [`train`] with `threads` CPU threads.
+pub fn train_threads(config: &Path, out: &Path, threads: usize, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_directclr"));
-    c.args(["--threads", "2", "train", "--quiet", "--config"])
-        .arg(config)
-        .arg("--out")
-        .arg(out)
-        .args(extra);
+    c.args([
+        "--threads",
+        &threads.to_string(),
+        "train",
+        "--quiet",
+        "--config",
+    ])
+    .arg(config)
+    .arg("--out")
+    .arg(out)
+    .args(extra);
     c
 }
 
