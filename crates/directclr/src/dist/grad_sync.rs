@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
+use super::group::{check, ERR_LEN};
 use super::ProcessGroup;
 use crate::{Error, Result};
 
@@ -120,7 +121,6 @@ impl OverlappedReducer {
         let sizes: Vec<usize> = buckets.iter().map(Vec::len).collect();
         let ptrs: Vec<*const directclr_sys::C_tensor> =
             params.iter().map(|(_, t)| t.as_ptr() as *const _).collect();
-        const ERR_LEN: usize = 2048;
         let mut err = [0 as c_char; ERR_LEN];
         let mut out = std::ptr::null_mut();
         // SAFETY: live group handle and tensors; the arrays outlive the call (the shim copies
@@ -140,7 +140,7 @@ impl OverlappedReducer {
                 ERR_LEN,
             )
         };
-        group_error(rc, &err, &context())?;
+        check(rc, &err, &context())?;
         Ok(OverlappedReducer {
             reducer: NonNull::new(out).expect("the shim sets the reducer on success"),
             params: params
@@ -156,7 +156,6 @@ impl OverlappedReducer {
     /// gradient is its mean over the ranks. A parameter that received no gradient is an
     /// [`Error::Distributed`] naming it (its bucket would never be reduced).
     pub fn backward(&self, loss: &Tensor) -> Result<()> {
-        const ERR_LEN: usize = 2048;
         let mut err = [0 as c_char; ERR_LEN];
         // SAFETY: live reducer and tensor handles.
         let rc = unsafe {
@@ -189,24 +188,8 @@ impl OverlappedReducer {
                 ),
             });
         }
-        group_error(rc, &err, &context)
+        check(rc, &err, &context)
     }
-}
-
-fn group_error(rc: std::ffi::c_int, err: &[c_char], context: &str) -> Result<()> {
-    if rc == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim NUL-terminates the message within the buffer.
-    let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy();
-    Err(Error::Distributed {
-        context: context.to_string(),
-        reason: format!(
-            "{} (a peer rank may have died or stalled; the run stops, its last checkpoint is \
-             kept)",
-            super::group::message_of(&msg)
-        ),
-    })
 }
 
 /// The parameters grouped into buckets.

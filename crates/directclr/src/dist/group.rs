@@ -13,7 +13,8 @@ use tch::Tensor;
 use super::DistEnv;
 use crate::{Error, Result};
 
-const ERR_LEN: usize = 2048;
+/// Size of the message buffer handed to every shim call.
+pub(super) const ERR_LEN: usize = 2048;
 
 /// Which c10d backend carries the collectives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -104,7 +105,7 @@ pub(super) fn message_of(what: &str) -> String {
         .join(" ")
 }
 
-fn check(rc: c_int, err: &[c_char; ERR_LEN], context: &str) -> Result<()> {
+pub(super) fn check(rc: c_int, err: &[c_char], context: &str) -> Result<()> {
     if rc == 0 {
         return Ok(());
     }
