@@ -9,32 +9,11 @@ use directclr::data::{RecipeConfig, ViewConfig};
 use directclr::train::{differing_fields, AugmentConfig, TrainConfig, ViewAugment};
 use directclr::Error;
 
-const MINIMAL: &str = r#"
-epochs = 3
-batch_size = 8
-[data]
-source = { kind = "fashion_mnist", path = "fm" }
-image_size = 32
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[method]
-kind = "direct_clr"
-d0 = 8
-[schedule]
-warmup_epochs = 1.0
-"#;
+mod config_util;
+use config_util::{field_of, MINIMAL};
 
 fn parse(augment: &str) -> Result<TrainConfig, Error> {
     TrainConfig::from_toml(&format!("{MINIMAL}{augment}"), Path::new("a.toml"))
-}
-
-fn field_of(e: Error) -> String {
-    match e {
-        Error::InvalidConfig { field, .. } => field,
-        other => panic!("expected InvalidConfig, got {other}"),
-    }
 }
 
 /// The authors' view `i` written out by hand from REFERENCE.md, at `size` px.

@@ -6,35 +6,13 @@ use std::path::{Path, PathBuf};
 use directclr::method::Method;
 use directclr::runtime::DeviceSpec;
 use directclr::train::{differing_fields, DataSource, Overrides, TrainConfig};
-use directclr::Error;
+
+mod config_util;
+use config_util::{field_of, MINIMAL};
 
 fn configs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs")
 }
-
-fn field_of(e: Error) -> String {
-    match e {
-        Error::InvalidConfig { field, .. } => field,
-        other => panic!("expected InvalidConfig, got {other}"),
-    }
-}
-
-const MINIMAL: &str = r#"
-epochs = 3
-batch_size = 8
-[data]
-source = { kind = "fashion_mnist", path = "fm" }
-image_size = 32
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[method]
-kind = "direct_clr"
-d0 = 8
-[schedule]
-warmup_epochs = 1.0
-"#;
 
 fn minimal() -> TrainConfig {
     TrainConfig::from_toml(MINIMAL, Path::new("minimal.toml")).unwrap()
