@@ -10,7 +10,7 @@ use tch::Tensor;
 
 use super::space::Space;
 use crate::analysis::{embedding_moments, RankMetrics, RowNormalisation};
-use crate::plot::{line_chart, LineChart, Series};
+use crate::plot::{line_chart, LineChart, Palette, Series};
 use crate::{Error, Result};
 
 /// The covariance spectrum of one set of features.
@@ -108,6 +108,7 @@ pub fn plot_spectra(path: &Path, title: &str, spectra: &[Spectrum]) -> Result<()
                 points: s.log10_points(),
             })
             .collect(),
+        palette: Palette::Categorical,
     };
     line_chart(path, &chart)
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::{format_of, plot_error, ramp, register_font, Format};
+use super::{format_of, plot_error, register_font, Format, Palette};
 use crate::Result;
 
 /// One curve.
@@ -25,8 +25,10 @@ pub struct LineChart {
     pub x_label: String,
     /// Label of the y axis.
     pub y_label: String,
-    /// The curves, coloured along a ramp in this order.
+    /// The curves, in drawing order.
     pub series: Vec<Series>,
+    /// How the curves are coloured.
+    pub palette: Palette,
 }
 
 /// Draws `chart` into `path` (.png or .svg), 900×600.
@@ -104,7 +106,7 @@ where
     let n = chart.series.len();
     let mut labelled = false;
     for (k, s) in chart.series.iter().enumerate() {
-        let color = ramp(k, n);
+        let color = chart.palette.color(k, n);
         let pts = s
             .points
             .iter()

@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     analysis::collapsed_dimensions,
-    plot::{heatmap, line_chart, LineChart, Series},
+    plot::{heatmap, line_chart, LineChart, Palette, Series},
     Error, Result,
 };
 
@@ -393,6 +393,7 @@ pub fn strong_augmentation(
                 x_label: "step".into(),
                 y_label: "log10 eigenvalue of cov(z)".into(),
                 series: evolution(run, |r| &r.embedding_spectrum),
+                palette: Palette::Ramp,
             },
         )?;
         checks.push(check);
@@ -412,6 +413,7 @@ pub fn strong_augmentation(
                     )
                 })
                 .collect(),
+            palette: Palette::Ramp,
         },
     )?;
     line_chart(
@@ -438,6 +440,7 @@ pub fn strong_augmentation(
                     }
                 })
                 .collect(),
+            palette: Palette::Ramp,
         },
     )?;
     let strongest = runs
@@ -551,6 +554,7 @@ pub fn implicit_regularization(
                 x_label: "step".into(),
                 y_label: "log10 singular value".into(),
                 series: evolution(&run, |r| &r.layer_singular_values[l]),
+                palette: Palette::Ramp,
             },
         )?;
     }
@@ -561,6 +565,7 @@ pub fn implicit_regularization(
             x_label: "step".into(),
             y_label: "log10 eigenvalue of cov(z)".into(),
             series: evolution(&run, |r| &r.embedding_spectrum),
+            palette: Palette::Ramp,
         },
     )?;
     heatmap(
@@ -681,6 +686,7 @@ pub fn depth(
                     )
                 })
                 .collect(),
+            palette: Palette::Ramp,
         },
     )?;
     line_chart(
@@ -703,6 +709,7 @@ pub fn depth(
                     )
                 })
                 .collect(),
+            palette: Palette::Ramp,
         },
     )?;
     let report = DepthReport {
