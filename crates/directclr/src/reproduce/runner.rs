@@ -130,7 +130,7 @@ pub fn reproduce(
     config.validate()?;
     let started = Instant::now();
     std::fs::create_dir_all(opts.out.join("runs"))
-        .map_err(|e| Error::io("cannot create", &opts.out.join("runs"), e))?;
+        .map_err(|e| Error::io("cannot create", opts.out.join("runs"), e))?;
     // Every run's configuration is checked before any work starts.
     let mut checked = Vec::new();
     for (i, spec) in config.runs.iter().enumerate() {

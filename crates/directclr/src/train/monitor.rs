@@ -157,7 +157,7 @@ impl CollapseMonitor {
 
     /// Whether a measurement is due after `epochs_done` epochs (always after the last).
     pub fn due(&self, epochs_done: usize, total: usize) -> bool {
-        epochs_done % self.config.every_epochs == 0 || epochs_done == total
+        epochs_done.is_multiple_of(self.config.every_epochs) || epochs_done == total
     }
 
     /// Measures r = f(x) and z = g(r) of the held-out images in eval mode (no gradient, no BN
