@@ -179,6 +179,69 @@ fn a_tiny_reproduction_writes_the_report_and_reuses_its_runs() {
 }
 
 #[test]
+fn seeds_replicate_every_row_and_the_report_gives_their_mean_and_spread() {
+    tch::set_num_threads(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let runs =
+        "seeds = [3, 4]\n[[runs]]\nname = \"no-proj\"\nmethod = { kind = \"simclr_no_projector\" }";
+    let file = write_configs(tmp.path(), runs);
+    let config = ReproduceConfig::from_file(&file).unwrap();
+    let folders: Vec<String> = config.jobs().into_iter().map(|j| j.folder).collect();
+    assert_eq!(folders, ["no-proj.seed3", "no-proj.seed4"]);
+    let out = tmp.path().join("out");
+    let opts = ReproduceOptions {
+        out: out.clone(),
+        overrides: Overrides::default(),
+    };
+    let summary = reproduce(&config, &opts, &mut |_| {}).unwrap();
+    let results = &summary.results;
+    assert_eq!(results.len(), 2);
+    for (r, seed) in results.iter().zip([3, 4]) {
+        assert_eq!((r.name.as_str(), r.seed), ("no-proj", seed));
+        assert_eq!(r.folder, format!("no-proj.seed{seed}"));
+        let resolved =
+            std::fs::read_to_string(out.join("runs").join(&r.folder).join("config.toml")).unwrap();
+        assert!(resolved.contains(&format!("seed = {seed}")), "{resolved}");
+    }
+    // Other seeds, other weights.
+    let weights = |f: &str| std::fs::read(out.join("runs").join(f).join("encoder.safetensors"));
+    assert_ne!(
+        weights("no-proj.seed3").unwrap(),
+        weights("no-proj.seed4").unwrap()
+    );
+    // The report's row is the mean ± sample standard deviation of the two seeds.
+    let (a, b) = (results[0].probe.best_top1, results[1].probe.best_top1);
+    let mean = (a + b) / 2.0;
+    let sd = ((a - mean).powi(2) + (b - mean).powi(2)).sqrt();
+    let report = std::fs::read_to_string(out.join(REPORT_FILE)).unwrap();
+    let row = format!("| no-proj | simclr_no_projector | 51.5 | {mean:.2} ± {sd:.2} |");
+    assert!(report.contains(&row), "{row}\n{report}");
+    let (ea, eb) = (
+        results[0].spectrum_r.metrics.effective_rank,
+        results[1].spectrum_r.metrics.effective_rank,
+    );
+    let em = (ea + eb) / 2.0;
+    let esd = ((ea - em).powi(2) + (eb - em).powi(2)).sqrt();
+    let rank_row = format!("| no-proj | r | 32 | {em:.2} ± {esd:.2} |");
+    assert!(report.contains(&rank_row), "{rank_row}\n{report}");
+    // Every seed's own numbers follow.
+    assert!(report.contains("## Every seed"), "{report}");
+    assert!(
+        report.contains(&format!(
+            "| no-proj.seed4 | simclr_no_projector | 51.5 | {b:.2} |"
+        )),
+        "{report}"
+    );
+    // The CSV holds both runs' spectra.
+    let csv = std::fs::read_to_string(out.join("spectra-r.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.contains("no-proj.seed3") && header.contains("no-proj.seed4"),
+        "{header}"
+    );
+}
+
+#[test]
 fn bad_reproduction_configs_name_the_field() {
     let tmp = tempfile::tempdir().unwrap();
     let cases = [
@@ -192,6 +255,14 @@ fn bad_reproduction_configs_name_the_field() {
             "sub_vector_probe",
         ),
         ("", "runs"),
+        (
+            "seeds = []\n[[runs]]\nname = \"a\"\nmethod = { kind = \"simclr_no_projector\" }",
+            "seeds",
+        ),
+        (
+            "seeds = [1, 2, 1]\n[[runs]]\nname = \"a\"\nmethod = { kind = \"simclr_no_projector\" }",
+            "seeds[2]",
+        ),
         ("[[runs]]\nname = \"a\"\nmethod = { kind = \"simclr_no_projector\" }\ncolour = 3", "colour"),
     ];
     for (runs, field) in cases {

@@ -15,11 +15,11 @@ fn shipped_reproduction_configs_are_valid() {
             continue;
         }
         let config = ReproduceConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        for run in &config.runs {
+        for job in config.jobs() {
             config
-                .train_config(run)
+                .train_config(&job)
                 .and_then(|c| c.check())
-                .unwrap_or_else(|e| panic!("{name}, run {}: {e}", run.name));
+                .unwrap_or_else(|e| panic!("{name}, run {}: {e}", job.folder));
         }
         seen += 1;
     }

@@ -21,12 +21,16 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "reproduce".into());
         PathBuf::from("out").join(stem)
     });
-    println!(
-        "reproduce: {} ({} runs) -> {}",
-        config.title,
-        config.runs.len(),
-        out.display()
-    );
+    let runs = match &config.seeds {
+        None => format!("{} runs", config.runs.len()),
+        Some(seeds) => format!(
+            "{} rows × {} seeds = {} runs",
+            config.runs.len(),
+            seeds.len(),
+            config.jobs().len()
+        ),
+    };
+    println!("reproduce: {} ({runs}) -> {}", config.title, out.display());
     let opts = ReproduceOptions {
         out: out.clone(),
         overrides: Overrides {

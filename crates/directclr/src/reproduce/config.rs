@@ -24,6 +24,18 @@ pub struct RunSpec {
     pub sub_vector_probe: bool,
 }
 
+/// One pretraining run of a reproduction: a row, with one of the replicate seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunJob<'a> {
+    /// The row.
+    pub spec: &'a RunSpec,
+    /// The replicate's seed; `None` keeps the preset's.
+    pub seed: Option<u64>,
+    /// Its folder under `runs/`: the row's name, with `.seed<s>` for a replicate (a name
+    /// cannot contain `.`, so folders never clash).
+    pub folder: String,
+}
+
 /// How the spectra are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,6 +73,11 @@ pub struct ReproduceConfig {
     pub pretrain: PathBuf,
     /// The runs (one per Table 1 row).
     pub runs: Vec<RunSpec>,
+    /// Seeds of replicate runs: every row is pretrained and evaluated once per seed (in
+    /// `runs/<name>.seed<s>/`), and the report gives mean ± standard deviation over them.
+    /// Absent: each row once, with the preset's seed, in `runs/<name>/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     /// The linear probe (on r; the paper's protocol by default).
     #[serde(default)]
     pub probe: ProbeConfig,
@@ -119,6 +136,22 @@ impl ReproduceConfig {
                 ));
             }
         }
+        if let Some(seeds) = &self.seeds {
+            if seeds.is_empty() {
+                return Err(Error::config(
+                    "seeds",
+                    "list at least one seed, or leave `seeds` out to use the preset's",
+                ));
+            }
+            for (i, s) in seeds.iter().enumerate() {
+                if seeds[..i].contains(s) {
+                    return Err(Error::config(
+                        format!("seeds[{i}]"),
+                        format!("seed {s} is listed twice"),
+                    ));
+                }
+            }
+        }
         self.probe.validate()?;
         if self.knn.k == 0 {
             return Err(Error::config("knn.k", "must be at least 1"));
@@ -126,10 +159,33 @@ impl ReproduceConfig {
         Ok(())
     }
 
-    /// The pretraining configuration of run `spec`: the preset with its method.
-    pub fn train_config(&self, spec: &RunSpec) -> Result<TrainConfig> {
+    /// The pretraining runs, row by row and, within a row, seed by seed.
+    pub fn jobs(&self) -> Vec<RunJob<'_>> {
+        let mut jobs = Vec::new();
+        for spec in &self.runs {
+            match &self.seeds {
+                None => jobs.push(RunJob {
+                    spec,
+                    seed: None,
+                    folder: spec.name.clone(),
+                }),
+                Some(seeds) => jobs.extend(seeds.iter().map(|&s| RunJob {
+                    spec,
+                    seed: Some(s),
+                    folder: format!("{}.seed{s}", spec.name),
+                })),
+            }
+        }
+        jobs
+    }
+
+    /// The pretraining configuration of `job`: the preset with its method (and its seed).
+    pub fn train_config(&self, job: &RunJob<'_>) -> Result<TrainConfig> {
         let mut c = TrainConfig::from_file(&self.pretrain)?;
-        c.method = spec.method.clone();
+        c.method = job.spec.method.clone();
+        if let Some(seed) = job.seed {
+            c.seed = seed;
+        }
         Ok(c)
     }
 

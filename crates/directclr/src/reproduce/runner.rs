@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{ReproduceConfig, RunSpec};
+use super::config::{ReproduceConfig, RunJob};
 use super::report::write_report;
 use crate::analysis::RowNormalisation;
 use crate::eval::{
@@ -61,8 +61,14 @@ impl From<&ProbeReport> for ProbeSummary {
 /// Everything measured on one run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
-    /// The run's name.
+    /// The run's name (its row's).
     pub name: String,
+    /// The seed it was pretrained with (replicates of a row differ only in it).
+    #[serde(default)]
+    pub seed: u64,
+    /// Its folder under `runs/` (the name, with `.seed<s>` for a replicate).
+    #[serde(default)]
+    pub folder: String,
     /// Its method.
     pub method: Method,
     /// Epochs of the evaluated checkpoint.
@@ -132,23 +138,25 @@ pub fn reproduce(
     std::fs::create_dir_all(opts.out.join("runs"))
         .map_err(|e| Error::io("cannot create", opts.out.join("runs"), e))?;
     // Every run's configuration is checked before any work starts.
+    let jobs = config.jobs();
     let mut checked = Vec::new();
-    for (i, spec) in config.runs.iter().enumerate() {
-        let mut c = config.train_config(spec)?;
+    for job in &jobs {
+        let mut c = config.train_config(job)?;
         c.apply(&opts.overrides);
+        let row = config.runs.iter().position(|r| r == job.spec).unwrap_or(0);
         checked.push(c.check().map_err(|e| match e {
             Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                field: format!("runs[{i}] ({}): {field}", spec.name),
+                field: format!("runs[{row}] ({}): {field}", job.folder),
                 reason,
             },
             other => other,
         })?);
     }
     let mut results = Vec::new();
-    for (spec, c) in config.runs.iter().zip(&checked) {
-        let dir = opts.out.join("runs").join(&spec.name);
+    for (job, c) in jobs.iter().zip(&checked) {
+        let dir = opts.out.join("runs").join(&job.folder);
         on_event(ReproduceEvent::Stage {
-            run: &spec.name,
+            run: &job.folder,
             stage: "pretraining",
         });
         train::train(
@@ -160,14 +168,14 @@ pub fn reproduce(
             &mut |e| on_event(ReproduceEvent::Train(e)),
         )
         .map_err(|e| Error::Context {
-            context: format!("run `{}` in `{}`", spec.name, dir.display()),
+            context: format!("run `{}` in `{}`", job.folder, dir.display()),
             source: Box::new(e),
         })?;
         on_event(ReproduceEvent::Stage {
-            run: &spec.name,
+            run: &job.folder,
             stage: "evaluation",
         });
-        let (result, reused) = evaluate_cached(config, spec, &dir, c.config().device.resolve()?)?;
+        let (result, reused) = evaluate_cached(config, job, &dir, c.config().device.resolve()?)?;
         on_event(ReproduceEvent::Evaluated {
             result: &result,
             reused,
@@ -182,10 +190,11 @@ pub fn reproduce(
 /// checkpoint with the same protocol.
 fn evaluate_cached(
     config: &ReproduceConfig,
-    spec: &RunSpec,
+    job: &RunJob<'_>,
     dir: &Path,
     device: tch::Device,
 ) -> Result<(RunResult, bool)> {
+    let spec = job.spec;
     let ckpt = train::read_checkpoint(&dir.join(train::CHECKPOINT_FILE))?;
     let key = serde_json::json!({
         "checkpoint": { "epoch": ckpt.progress.epoch, "step": ckpt.progress.step },
@@ -199,12 +208,15 @@ fn evaluate_cached(
     let file = dir.join(EVAL_FILE);
     if let Ok(text) = std::fs::read_to_string(&file) {
         if let Ok(cached) = serde_json::from_str::<CachedEval>(&text) {
-            if cached.key == key && cached.result.name == spec.name {
+            if cached.key == key
+                && cached.result.name == spec.name
+                && cached.result.folder == job.folder
+            {
                 return Ok((cached.result, true));
             }
         }
     }
-    let result = evaluate(config, spec, dir, device)?;
+    let result = evaluate(config, job, dir, device)?;
     let text = serde_json::to_string_pretty(&CachedEval {
         key,
         result: result.clone(),
@@ -219,10 +231,11 @@ fn evaluate_cached(
 /// Probe(s), kNN and spectra of one run.
 fn evaluate(
     config: &ReproduceConfig,
-    spec: &RunSpec,
+    job: &RunJob<'_>,
     dir: &Path,
     device: tch::Device,
 ) -> Result<RunResult> {
+    let spec = job.spec;
     let started = Instant::now();
     let model = TrainedModel::load(dir, &Weights::RunCheckpoint, device)?;
     let c = model.config().config();
@@ -261,14 +274,14 @@ fn evaluate(
     let knn_report = knn(&r_train, &r_test, classes.len() as i64, &config.knn)?;
     let thr = config.spectrum.collapse_threshold;
     let spectrum_r = Spectrum::of(
-        spec.name.clone(),
+        job.folder.clone(),
         Space::Representation,
         &r_test.x,
         RowNormalisation::L2,
         thr,
     )?;
     let spectrum_z = Spectrum::of(
-        spec.name.clone(),
+        job.folder.clone(),
         Space::Embedding,
         &z_test.x,
         RowNormalisation::L2,
@@ -277,6 +290,8 @@ fn evaluate(
     let probe = probes.remove(0);
     Ok(RunResult {
         name: spec.name.clone(),
+        seed: c.seed,
+        folder: job.folder.clone(),
         method: spec.method.clone(),
         epochs: model.epochs_done().unwrap_or(0),
         probe,
