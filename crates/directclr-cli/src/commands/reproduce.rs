@@ -21,13 +21,14 @@ pub fn run(a: ReproduceArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| "reproduce".into());
         PathBuf::from("out").join(stem)
     });
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let runs = match &config.seeds {
-        None => format!("{} runs", config.runs.len()),
+        None => count(config.runs.len(), "run"),
         Some(seeds) => format!(
-            "{} rows × {} seeds = {} runs",
-            config.runs.len(),
-            seeds.len(),
-            config.jobs().len()
+            "{} × {} = {}",
+            count(config.runs.len(), "row"),
+            count(seeds.len(), "seed"),
+            count(config.jobs().len(), "run")
         ),
     };
     println!("reproduce: {} ({runs}) -> {}", config.title, out.display());
