@@ -5,8 +5,9 @@
 # of r on the first 2,000 test images (L2 rows, covariance in f64, Eqn 1) and prints one table
 # row per run: effective rank, collapsed dimensions (λ/λ1 < 1e-6), λ32/λ1 and λmin/λ1.
 # The quick start's own two runs are read from out/quick when present.
-# Usage: benches/reproduce/collapse-scale/run.sh [OUT] (default out/collapse-scale). Each run
-# takes 3-8 minutes on idle cores (the ResNet-50 ones the longest).
+# Usage: benches/reproduce/collapse-scale/run.sh [OUT] (default out/collapse-scale). Each
+# 10-epoch run takes 3-8 minutes on idle cores (the ResNet-50 ones the longest), each of the four
+# 100-epoch runs 25-35 minutes alone; all of them about 3 hours on 2 cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
