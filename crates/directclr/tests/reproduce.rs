@@ -146,6 +146,20 @@ fn a_tiny_reproduction_writes_the_report_and_reuses_its_runs() {
     assert_eq!(steps, 0);
     assert_eq!(reused, [true, true]);
     assert_eq!(again.results, summary.results);
+    // A checkpoint written anew (as one retrained or copied in would be) is measured again,
+    // even with the same epoch and step; the other run's evaluation is still reused.
+    let ckpt = out.join("runs/direct/checkpoint.safetensors");
+    let bytes = std::fs::read(&ckpt).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&ckpt, bytes).unwrap();
+    let mut reused = Vec::new();
+    reproduce(&config, &opts, &mut |e| {
+        if let ReproduceEvent::Evaluated { reused: r, .. } = e {
+            reused.push(r)
+        }
+    })
+    .unwrap();
+    assert_eq!(reused, [false, true]);
     // A changed protocol is measured again (from the same checkpoints).
     let mut changed = config.clone();
     changed.knn.k = 3;

@@ -195,9 +195,24 @@ fn evaluate_cached(
     device: tch::Device,
 ) -> Result<(RunResult, bool)> {
     let spec = job.spec;
-    let ckpt = train::read_checkpoint(&dir.join(train::CHECKPOINT_FILE))?;
+    let ckpt_file = dir.join(train::CHECKPOINT_FILE);
+    let ckpt = train::read_checkpoint(&ckpt_file)?;
+    // The file's size and modification time as well as its progress: a checkpoint replaced by
+    // another of the same epoch (retrained, copied in) is measured again.
+    let meta =
+        std::fs::metadata(&ckpt_file).map_err(|e| Error::io("cannot stat", &ckpt_file, e))?;
+    let modified_ns = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
     let key = serde_json::json!({
-        "checkpoint": { "epoch": ckpt.progress.epoch, "step": ckpt.progress.step },
+        "checkpoint": {
+            "epoch": ckpt.progress.epoch,
+            "step": ckpt.progress.step,
+            "bytes": meta.len(),
+            "modified_ns": modified_ns,
+        },
         "probe": config.probe,
         "knn": config.knn,
         "spectrum": config.spectrum,
