@@ -30,6 +30,11 @@ use crate::optim::{trainable_variables, Optimizer};
 use crate::precision::{to_channels_last, Autocast, LowPrecision};
 use crate::{Error, Result};
 
+/// Held while a run seeds libtorch's process-wide generator and draws its initial weights, so
+/// that runs in several threads of one process (data-parallel ranks, tests, a caller's own
+/// threads) each get the initialisation of their own seed.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How to run (not part of the configuration: they do not change the weights).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -399,7 +404,10 @@ pub fn train_distributed(
         })?;
     let total_steps = steps_per_epoch * c.epochs;
 
-    // Models: the seed fixes their initialisation (a resumed run overwrites it).
+    // Models: the seed fixes their initialisation (a resumed run overwrites it). libtorch has
+    // one process-wide generator, so seeding and drawing happen under `INIT_LOCK`: a run in
+    // another thread cannot draw in between.
+    let init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(c.seed as i64);
     let vs = nn::VarStore::new(device);
     let root = vs.root();
@@ -414,6 +422,7 @@ pub fn train_distributed(
     } else {
         None
     };
+    drop(init);
     // On CUDA: convolution weights channels-last (values unchanged), inputs likewise below.
     let cuda = matches!(device, tch::Device::Cuda(_));
     let channels_last = cuda && c.precision.channels_last;
