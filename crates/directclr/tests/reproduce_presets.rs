@@ -15,10 +15,11 @@ fn shipped_reproduction_configs_are_valid() {
             continue;
         }
         let config = ReproduceConfig::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let preset = config.preset().unwrap_or_else(|e| panic!("{name}: {e}"));
         for job in config.jobs() {
             config
-                .train_config(&job)
-                .and_then(|c| c.check())
+                .train_config(&preset, &job)
+                .check()
                 .unwrap_or_else(|e| panic!("{name}, run {}: {e}", job.folder));
         }
         seen += 1;

@@ -29,6 +29,8 @@ pub struct RunSpec {
 pub struct RunJob<'a> {
     /// The row.
     pub spec: &'a RunSpec,
+    /// Its index in `runs` (for error messages).
+    pub row: usize,
     /// The replicate's seed; `None` keeps the preset's.
     pub seed: Option<u64>,
     /// Its folder under `runs/`: the row's name, with `.seed<s>` for a replicate (a name
@@ -162,15 +164,17 @@ impl ReproduceConfig {
     /// The pretraining runs, row by row and, within a row, seed by seed.
     pub fn jobs(&self) -> Vec<RunJob<'_>> {
         let mut jobs = Vec::new();
-        for spec in &self.runs {
+        for (row, spec) in self.runs.iter().enumerate() {
             match &self.seeds {
                 None => jobs.push(RunJob {
                     spec,
+                    row,
                     seed: None,
                     folder: spec.name.clone(),
                 }),
                 Some(seeds) => jobs.extend(seeds.iter().map(|&s| RunJob {
                     spec,
+                    row,
                     seed: Some(s),
                     folder: format!("{}.seed{s}", spec.name),
                 })),
@@ -179,14 +183,20 @@ impl ReproduceConfig {
         jobs
     }
 
-    /// The pretraining configuration of `job`: the preset with its method (and its seed).
-    pub fn train_config(&self, job: &RunJob<'_>) -> Result<TrainConfig> {
-        let mut c = TrainConfig::from_file(&self.pretrain)?;
+    /// The pretraining preset, read from its file.
+    pub fn preset(&self) -> Result<TrainConfig> {
+        TrainConfig::from_file(&self.pretrain)
+    }
+
+    /// The pretraining configuration of `job`: `preset` (from [`Self::preset`]) with the
+    /// job's method and, for a replicate, its seed.
+    pub fn train_config(&self, preset: &TrainConfig, job: &RunJob<'_>) -> TrainConfig {
+        let mut c = preset.clone();
         c.method = job.spec.method.clone();
         if let Some(seed) = job.seed {
             c.seed = seed;
         }
-        Ok(c)
+        c
     }
 
     /// Whether the probe reuses extracted features (fast) or runs the paper's protocol.

@@ -139,14 +139,14 @@ pub fn reproduce(
         .map_err(|e| Error::io("cannot create", opts.out.join("runs"), e))?;
     // Every run's configuration is checked before any work starts.
     let jobs = config.jobs();
+    let preset = config.preset()?;
     let mut checked = Vec::new();
     for job in &jobs {
-        let mut c = config.train_config(job)?;
+        let mut c = config.train_config(&preset, job);
         c.apply(&opts.overrides);
-        let row = config.runs.iter().position(|r| r == job.spec).unwrap_or(0);
         checked.push(c.check().map_err(|e| match e {
             Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                field: format!("runs[{row}] ({}): {field}", job.folder),
+                field: format!("runs[{}] ({}): {field}", job.row, job.folder),
                 reason,
             },
             other => other,
