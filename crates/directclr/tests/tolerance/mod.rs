@@ -40,23 +40,26 @@ pub fn eigensolver_bound(d: usize, norm: f64) -> f64 {
 /// `ranks`, x = ln k, y = ln λ_k) when each λ_k may move by `abs_error`:
 /// |δα| ≤ Σ_k w_k·|x_k − x̄|·(abs_error / λ_k) / Σ_k w_k·(x_k − x̄)².
 /// `spectrum` is in descending order; `ranks` are 1-based.
-pub fn alpha_req_bound(
-    spectrum: &[f64],
-    ranks: std::ops::Range<usize>,
-    abs_error: f64,
-) -> f64 {
+pub fn alpha_req_bound(spectrum: &[f64], ranks: std::ops::Range<usize>, abs_error: f64) -> f64 {
     let end = ranks.end.min(spectrum.len() + 1);
     let points: Vec<(f64, f64, f64)> = (ranks.start..end)
         .map(|k| {
             let lambda = spectrum[k - 1];
             // ln(λ ± δ) − ln λ ≤ δ / (λ − δ): the bound of the log, not its linearisation.
-            ((k as f64).ln(), abs_error / (lambda - abs_error), 1.0 / k as f64)
+            (
+                (k as f64).ln(),
+                abs_error / (lambda - abs_error),
+                1.0 / k as f64,
+            )
         })
         .collect();
     let weight: f64 = points.iter().map(|p| p.2).sum();
     let mean_x = points.iter().map(|p| p.2 * p.0).sum::<f64>() / weight;
     let sxx: f64 = points.iter().map(|p| p.2 * (p.0 - mean_x).powi(2)).sum();
-    let numerator: f64 = points.iter().map(|p| p.2 * (p.0 - mean_x).abs() * p.1).sum();
+    let numerator: f64 = points
+        .iter()
+        .map(|p| p.2 * (p.0 - mean_x).abs() * p.1)
+        .sum();
     numerator / sxx
 }
 
@@ -67,4 +70,37 @@ pub fn participation_ratio_bound(spectrum: &[f64], abs_error: f64) -> f64 {
     let s1: f64 = spectrum.iter().sum();
     let s2: f64 = spectrum.iter().map(|v| v * v).sum();
     2.0 * (2.0 * spectrum.len() as f64 * abs_error / s1 + 2.0 * abs_error * s1 / s2)
+}
+
+/// Bound on the relative error of RankMe (effective rank) computed from singular values
+/// σ_k = √(N·μ_k), where μ are the eigenvalues of ZᵀZ/N (descending, any scale) and each is
+/// off by at most `abs_error` in the same units:
+/// - |σ̂ − σ| = |μ̂ − μ|/(σ̂ + σ) ≤ min(√δ, δ/√μ) (in units of √N), so a zero singular value
+///   may come out as large as √δ: this term dominates for rank-deficient matrices;
+/// - Σ_k |δp_k| ≤ 2·Σ_k |δσ_k| / Σ σ (p_k = σ_k/Σσ + ε, first order, plus a quarter for the
+///   second order);
+/// - |δH| ≤ (|ln ε| + 1)·Σ|δp_k|, the largest slope of −p ln p on [ε, 1];
+/// - RankMe = e^H: relative error e^|δH| − 1.
+pub fn rankme_bound(mu: &[f64], abs_error: f64, rankme_epsilon: f64) -> f64 {
+    let total: f64 = mu.iter().map(|m| m.max(0.0).sqrt()).sum();
+    let moved: f64 = mu
+        .iter()
+        .map(|&m| {
+            let root = m.max(0.0).sqrt();
+            if root > 0.0 {
+                abs_error.sqrt().min(abs_error / root)
+            } else {
+                abs_error.sqrt()
+            }
+        })
+        .sum();
+    let dh = (rankme_epsilon.ln().abs() + 1.0) * 2.5 * moved / total;
+    dh.exp() - 1.0
+}
+
+/// Bound on the relative error of the stable rank Σμ/μ₁ when each of the d eigenvalues μ
+/// (descending) may move by `abs_error`: d·δ/Σμ + δ/μ₁, doubled for second order.
+pub fn stable_rank_bound(mu: &[f64], abs_error: f64) -> f64 {
+    let total: f64 = mu.iter().sum();
+    2.0 * (mu.len() as f64 * abs_error / total + abs_error / mu[0])
 }
