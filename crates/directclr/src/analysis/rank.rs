@@ -294,8 +294,12 @@ mod tests {
         // RankMe with ε: p = 1/D + ε for every value.
         let p = 1.0 / d as f64 + RANKME_EPSILON;
         let expected = (-(d as f64) * p * p.ln()).exp();
+        // A sum of d terms |p ln p| ≤ 0.4: |δH| ≤ d·ε, RankMe ≤ d: error ≤ d²·ε ≈ 1e-12.
         assert!((effective_rank(&ones).unwrap() - expected).abs() < 1e-9);
+        // ε = 1e-7 moves RankMe by d·ε·(ln d − 1)·d ≈ 1.3e-3 relative at most: 1e-3·d margin
+        // is the formula's, not rounding's (p = 1/64 + ε: d·ε·|ln p + 1| = 2e-5 relative).
         assert!((effective_rank(&ones).unwrap() - d as f64).abs() < 1e-3 * d as f64);
+        // Sums of ones and 1/1 are exact in floating point: only the final division rounds.
         assert!((stable_rank(&ones).unwrap() - d as f64).abs() < 1e-12);
         assert!((participation_ratio(&ones).unwrap() - d as f64).abs() < 1e-12);
     }
@@ -305,6 +309,8 @@ mod tests {
         for alpha in [0.5, 1.0, 2.3] {
             let spectrum: Vec<f64> = (1..=512).map(|k| (k as f64).powf(-alpha)).collect();
             let fitted = alpha_req(&spectrum).unwrap();
+            // powf and ln round to ≤ 1 ulp: |δ ln λ_k| ≤ 2ε + ε·|ln λ_k| ≤ 13ε; the fit's sums of
+            // 95 terms add a relative 2·95ε to the slope: |δα| ≤ 2e-14·α + 2e-15 < 1e-13.
             assert!((fitted - alpha).abs() < 1e-12, "{fitted} vs {alpha}");
             // Order does not matter, nor the scale (it only moves the intercept).
             let mut shuffled: Vec<f64> = spectrum.iter().rev().map(|l| 3.7 * l).collect();
@@ -324,6 +330,7 @@ mod tests {
                 *l *= 1e-3; // ranks 100.., still descending
             }
         }
+        // As above: |δα| ≤ 2e-14·α + 2e-15 < 1e-13.
         assert!((alpha_req(&spectrum).unwrap() - 1.7).abs() < 1e-12);
     }
 
@@ -346,6 +353,8 @@ mod tests {
             sxy += w * x * y;
         }
         let slope = (s * sxy - sx * sy) / (s * sxx - sx * sx);
+        // Two slopes from sums of 16 terms |w·x·y| ≤ 1.5: each within 16·ε·(1.5·16)/(s·sxx −
+        // sx²) ≈ 1e-13 (the determinant is 0.1 here).
         assert!((alpha_req(&spectrum).unwrap() + slope).abs() < 1e-12);
     }
 
@@ -365,7 +374,8 @@ mod tests {
 
     #[test]
     fn known_small_spectra() {
-        // σ = (3, 4): ‖Z‖²_F = 25, ‖Z‖²₂ = 16.
+        // σ = (3, 4): ‖Z‖²_F = 25, ‖Z‖²₂ = 16. Small integers are exact; the divisions round
+        // once (≤ ε/2 relative, < 4e-16 here).
         assert!((stable_rank(&[3.0, 4.0]).unwrap() - 25.0 / 16.0).abs() < 1e-15);
         // λ = (1, 1, 0, 0): PR 2; λ = (2, 1): 9/5.
         assert!((participation_ratio(&[1.0, 1.0, 0.0, 0.0]).unwrap() - 2.0).abs() < 1e-15);
@@ -375,8 +385,10 @@ mod tests {
         one[3] = 2.5;
         let e = RANKME_EPSILON;
         let h = -(1.0 + e) * (1.0 + e).ln() - 9.0 * e * e.ln();
+        // Ten terms of size ≤ 2e-6 and one of 1e-7: |δH| ≤ 10·ε; RankMe ≈ 1: error ≲ 1e-14.
         assert!((effective_rank(&one).unwrap() - h.exp()).abs() < 1e-12);
-        // Scale-free.
+        // Scale-free: scaling by 1e-30 rounds each value once (relative ε/2), so the metrics
+        // (sums of ≤ 4 terms, RankMe ≤ 4) move by ≲ 4·4·ε ≈ 4e-15.
         let s = [5.0, 3.0, 1.0, 0.1];
         let scaled: Vec<f64> = s.iter().map(|v| 1e-30 * v).collect();
         assert!((effective_rank(&s).unwrap() - effective_rank(&scaled).unwrap()).abs() < 1e-12);

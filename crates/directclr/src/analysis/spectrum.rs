@@ -47,11 +47,13 @@ mod tests {
         // Points (±1, 0) and (0, ±2): mean 0, C = diag(2/4, 8/4).
         let z = DMatrix::from_row_slice(4, 2, &[1.0, 0.0, -1.0, 0.0, 0.0, 2.0, 0.0, -2.0]);
         let c = covariance(&z);
+        // Small integers, their mean 0, and the division by N = 4: exact arithmetic.
         assert!(
             (c[(0, 0)] - 0.5).abs() < 1e-15
                 && (c[(1, 1)] - 2.0).abs() < 1e-15
                 && c[(0, 1)].abs() < 1e-15
         );
+        // Exact: a diagonal matrix needs no rotation, and nalgebra is pure Rust (no BLAS).
         assert_eq!(covariance_eigenvalues(&z), vec![2.0, 0.5]);
     }
 
