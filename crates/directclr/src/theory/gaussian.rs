@@ -126,14 +126,24 @@ mod tests {
 
     #[test]
     fn ln_and_sin_cos_are_accurate() {
+        // These are plain scalar f32 operations (no FMA contraction in Rust), the same bits on
+        // every x86-64; the bounds are in units of u32 = ε32/2 (round to nearest).
+        let u32_ = f32::EPSILON as f64 / 2.0;
         for k in 1..10_000 {
             let x = k as f32 * 1e-4;
-            assert!(
-                ((ln(x) as f64) - (x as f64).ln()).abs() < 2e-7 * (x as f64).ln().abs().max(1.0),
-                "ln {x}"
-            );
+            // ln x = e·ln2 + 2s·p: s = (m − 1)/(m + 1) (m − 1 exact) 2u, s² 5u, p ≈ 1 to 1.1u, the
+            // product u: 2s·p to 4.1u of |ln m| ≤ 0.347, i.e. ≤ 1.42u; e·LN_2 ≤ 1.05u·|e ln2|
+            // (f32 ln2 is off by 0.05u) with |e ln2| ≤ |ln x| + 0.347; the final sum u·|ln x|;
+            // the series' truncation 2s¹¹/11/(1 − s²) < 7e-10. Total ≤ u·(2.05|ln x| + 1.79)
+            // + 7e-10 (was 2e-7·max(|ln x|, 1), below this bound near |ln x| = 1).
+            let want = (x as f64).ln();
+            let bound = u32_ * (2.1 * want.abs() + 1.8) + 1e-9;
+            assert!(((ln(x) as f64) - want).abs() <= bound, "ln {x}");
             let phi = (k as f32 / 10_000.0 - 0.5) * std::f32::consts::FRAC_PI_2;
             let (s, c) = sin_cos(phi);
+            // Horner in f32 for |φ| ≤ π/4: sin ≤ 1.9u, cos ≤ 2.3u (the last two steps: the
+            // product x²·q ≤ 0.31 to 4u, the sum with 1 to u), plus the Taylor truncation < 2e-9
+            // (φ¹³/13!, φ¹²/12!): ≤ 2.3·u32 + 2e-9 = 1.4e-7 < 2e-7.
             assert!(
                 (s as f64 - (phi as f64).sin()).abs() < 2e-7
                     && (c as f64 - (phi as f64).cos()).abs() < 2e-7
@@ -150,6 +160,8 @@ mod tests {
             v
         };
         let portable = draw(&|r, v| blocks_portable(r, v));
+        // Exact equality is right: the same IEEE operations in the same order (no FMA in these
+        // paths, and Rust never contracts a·b + c), so every instruction set gives the same bits.
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx2") {
@@ -172,7 +184,11 @@ mod tests {
         let mean = xs.iter().sum::<f64>() / m;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / m;
         let kurt = xs.iter().map(|x| (x - mean).powi(4)).sum::<f64>() / m / (var * var);
-        // Standard errors: mean 1e-3, variance 1.4e-3, kurtosis 5e-3.
+        // Statistical bounds, not rounding ones: the samples are the same bits on every machine
+        // (see above) and the f64 sums run in a fixed order (rounding ≤ n·ε64 ≈ 2e-10 relative,
+        // negligible). Standard errors: mean 1/√n = 1e-3, variance √(2/n) = 1.4e-3, kurtosis
+        // √(24/n) = 4.9e-3; the bounds are 5σ, 5σ and 6σ. The approximations of ln and sin/cos
+        // (≤ 2.5e-7 relative) and the truncation at |z| ≤ 5.9 move these by < 1e-6.
         assert!(
             mean.abs() < 5e-3 && (var - 1.0).abs() < 7e-3 && (kurt - 3.0).abs() < 3e-2,
             "{mean} {var} {kurt}"
@@ -183,6 +199,7 @@ mod tests {
             .flat_map(|b| (0..BLOCK).map(move |k| b[k] * b[BLOCK + k]))
             .sum::<f64>()
             / (m / 2.0);
+        // Standard error 1/√(n/2) = 1.4e-3: 5σ.
         assert!(corr.abs() < 7e-3, "{corr}");
         // Kolmogorov–Smirnov against Φ (critical distance at 0.1 %: 1.95/√n).
         let mut sorted = xs.clone();
@@ -196,8 +213,10 @@ mod tests {
                     .max((phi(x) - (k + 1) as f64 / m).abs())
             })
             .fold(0.0, f64::max);
+        // Φ's approximation error (1.5e-7) is ≪ the critical distance 1.95e-3.
         assert!(d < 1.95 / m.sqrt(), "KS distance {d}");
-        // Tail mass beyond 3: 2(1 − Φ(3)) = 2.70e-3.
+        // Tail mass beyond 3: 2(1 − Φ(3)) = 2.70e-3, standard error √(p(1 − p)/n) = 5.2e-5: the
+        // bound 2.5e-4 is 4.8σ (the constant's rounding to 2.70e-3 adds < 5e-6).
         let tail = xs.iter().filter(|x| x.abs() > 3.0).count() as f64 / m;
         assert!((tail - 2.70e-3).abs() < 2.5e-4, "{tail}");
     }
