@@ -25,6 +25,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A file written by another tool (an embeddings matrix, a checkpoint) is malformed,
+    /// truncated, or holds what is not read (another dtype, shape or key).
+    #[error("cannot read `{}`: {reason}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A figure could not be drawn or saved.
     #[error("cannot draw figure `{}`: {reason}", path.display())]
     Plot {
@@ -93,6 +102,14 @@ impl Error {
     pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidConfig {
             field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Format`] for the file `path`.
+    pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Format {
+            path: path.into(),
             reason: reason.into(),
         }
     }

@@ -28,6 +28,7 @@ pub mod data;
 pub mod dist;
 pub mod error;
 pub mod eval;
+pub mod formats;
 pub mod loss;
 pub mod method;
 pub mod model;

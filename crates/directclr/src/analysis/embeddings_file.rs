@@ -1,0 +1,43 @@
+//! The moments of an embeddings matrix stored in a file (`.npy`, `.npz`, `.safetensors`),
+//! streamed: the file is read in chunks of rows ([`crate::formats::MatrixFile`]) into the same
+//! f64 accumulator as in-memory embeddings, so memory is O(d² + chunk) whatever N, and the
+//! numbers are those [`super::embedding_moments`] gives for the same matrix.
+
+use std::path::Path;
+
+use tch::Tensor;
+
+use super::{CovarianceAccumulator, Moments, RowNormalisation};
+use crate::formats::{open_matrix, MatrixFile};
+use crate::Result;
+
+/// Reads the whole matrix of `file` into the moments of its rows (normalised as `rows` asks).
+/// `progress` is called after each chunk with the rows read so far.
+/// # Shapes
+/// the file's matrix: [N, d] → moments of d dimensions over N rows
+pub fn file_moments(
+    file: &mut MatrixFile,
+    rows: RowNormalisation,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Moments> {
+    let d = file.layout().cols as i64;
+    let mut acc = CovarianceAccumulator::new(rows);
+    let mut done = 0u64;
+    file.for_each_chunk(|values, n| {
+        let chunk = Tensor::f_from_slice(values)?.f_reshape([n as i64, d])?;
+        acc.update(&chunk)?;
+        done += n as u64;
+        progress(done);
+        Ok(())
+    })?;
+    acc.finish()
+}
+
+/// Opens `path` (choosing the array `key` of a `.npz` or `.safetensors`) and reads its moments.
+pub fn embeddings_file_moments(
+    path: &Path,
+    key: Option<&str>,
+    rows: RowNormalisation,
+) -> Result<Moments> {
+    file_moments(&mut open_matrix(path, key)?, rows, &mut |_| {})
+}
