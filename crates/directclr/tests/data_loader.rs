@@ -47,6 +47,8 @@ fn collect(loader: &Loader, epoch: u64) -> Vec<(Vec<Tensor>, Tensor, Vec<usize>)
         .collect()
 }
 
+/// Exact equality of two runs of the same code (the CPU kernels, whose operation order is fixed
+/// in the source) on the same machine: a determinism check, not a comparison across machines.
 fn same(a: &[(Vec<Tensor>, Tensor, Vec<usize>)], b: &[(Vec<Tensor>, Tensor, Vec<usize>)]) -> bool {
     a.len() == b.len()
         && a.iter().zip(b).all(|(x, y)| {
@@ -122,6 +124,7 @@ fn a_sample_depends_only_on_seed_epoch_and_index() {
         t.apply_view(v, img.view(), &mut rng, &mut scratch, &mut out);
         t.normalize(v).apply(&mut out);
         let got: Vec<f32> = Vec::try_from(batch.views[v].get(3).flatten(0, -1)).unwrap();
+        // Exact: the same kernels on the same inputs in the same process (determinism).
         assert_eq!(got, out);
     }
 }
@@ -188,7 +191,10 @@ fn u8_output_is_the_quantised_f32_output() {
     let norm = RecipeConfig::default().views[0].normalize;
     let back = norm.apply_tensor(&u.views[0]);
     let diff = (back - &f.views[0]).abs().max().double_value(&[]);
-    // Half a grey level divided by the smallest std.
+    // Half a grey level divided by the smallest std; round(255·x) is computed as
+    // ⌊fl(fl(255x) + ½)⌋ (≤ 256u off, i.e. ≤ 1.01u after ÷255), the f32 normalisation
+    // (x − m)·fl(1/std) ≤ 4u·2.7 and libtorch's (q/255 − m)/std ≤ 7u·2.7 (any kernel):
+    // ≤ (1.01u + 11u·2.7·0.224)/0.224 ≈ 33u ≈ 2.0e-6 < 1e-5.
     assert!(diff <= 0.5 / 255.0 / 0.224 + 1e-5, "{diff}");
 }
 
@@ -211,6 +217,9 @@ fn grayscale_datasets_give_three_equal_channels() {
             .abs()
             .max()
             .double_value(&[]);
+        // The three [0, 1] planes are equal bits (copies of one plane, and every later kernel
+        // treats equal channels alike); per channel, (x − m)·fl(1/s) then ·s + m rounds by
+        // ≤ 5u on values ≤ 1: ≤ 10u ≈ 6e-7 < 1e-5.
         assert!(d < 1e-5, "{d}");
     }
 }

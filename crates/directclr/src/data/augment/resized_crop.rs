@@ -481,9 +481,13 @@ mod tests {
                     } else {
                         0.0
                     };
+                    // Exact: the block matrices are copies of the weights (or zeros).
                     assert_eq!(b.w[off + i * BW + j], expect);
                 }
                 let sum: f32 = (0..c.len[x]).map(|k| c.weights[x * c.ksize + k]).sum();
+                // Each weight is w/Σw rounded to f32 (≤ u·|w|, the f64 steps ~1e-16), and this
+                // f32 sum of ≤ 7 taps adds ≤ 6u·Σ|w|; Σ|w| ≤ 1.27 for the bicubic filter:
+                // ≤ 7·1.27u ≈ 5.3e-7 < 1e-5.
                 assert!((sum - 1.0).abs() < 1e-5);
             }
         }
