@@ -21,7 +21,43 @@ fn r(seed: u64, batch: i64) -> Tensor {
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    f64::try_from((a - b).abs().max()).unwrap()
+    f64::try_from(
+        (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
+            .abs()
+            .max(),
+    )
+    .unwrap()
+}
+
+const EPS32: f64 = f32::EPSILON as f64;
+
+fn f64_of(t: &Tensor) -> Tensor {
+    t.detach().to_kind(Kind::Double)
+}
+
+/// |A|·|B|ᵀ in f64: what the rounding error of the f32 product A·Bᵀ is measured against.
+fn abs_mm_t(a: &Tensor, b: &Tensor) -> Tensor {
+    f64_of(a).abs().mm(&f64_of(b).abs().tr())
+}
+
+fn max_of(t: &Tensor) -> f64 {
+    f64::try_from(t.abs().max()).unwrap()
+}
+
+/// Bound on the error of a float32 BN (batch statistics, biased variance, eps 1e-5, γ = 1,
+/// β = 0) of h `[N, C]` whose input is off by ≤ `input_err` per element, against the exact BN
+/// of `h` (f64): the BN map of a column has Jacobian (I − 11ᵀ/N − ĥĥᵀ/N)/σ, of norm ≤ 1/σ,
+/// so ≤ √N·input_err/σ_j; its own rounding (means of N terms, γ_N, a square root, a
+/// difference and a quotient) ≤ (2N + 8)·ε32·max|ĥ|. Returns (BN(h) in f64, bound).
+fn bn_with_bound(h: &Tensor, input_err: f64) -> (Tensor, f64) {
+    let n = h.size()[0] as f64;
+    let mean = h.mean_dim(0, true, Kind::Double);
+    let var = (h - &mean).square().mean_dim(0, true, Kind::Double);
+    let sigma = (var + 1e-5).sqrt();
+    let out = (h - mean) / &sigma;
+    let sigma_min = f64::try_from(sigma.min()).unwrap();
+    let bound = n.sqrt() * input_err / sigma_min + (2.0 * n + 8.0) * EPS32 * max_of(&out);
+    (out, bound)
 }
 
 fn all_methods() -> Vec<(Method, i64)> {
@@ -139,6 +175,7 @@ fn maps_equal_their_definitions() {
         let weight = head.named_tensors().first().map(|(_, t)| t.copy());
         (z, weight, head)
     };
+    // The next three are pure copies, slices or products by exactly 1: exact on every machine.
     // z = r
     assert!(z_of(Method::SimclrNoProjector, true).0.equal(&x));
     // z = r[:, :d0]
@@ -150,8 +187,11 @@ fn maps_equal_their_definitions() {
     // z = r Wᵀ, W ~ U(−1/√D, 1/√D)
     let (z, w, _) = z_of(Method::SimclrLinear { out_dim: 5 }, true);
     let w = w.unwrap();
-    assert!(max_diff(&z, &x.mm(&w.tr())) < 1e-6);
-    assert!(f64::try_from(w.abs().max()).unwrap() <= 1.0 / (D as f64).sqrt());
+    // Two f32 products of D terms (γ_D each): ≤ 2·D·ε32·max(|x||W|ᵀ) (was 1e-6, below it).
+    let bound = 2.0 * D as f64 * EPS32 * max_of(&abs_mm_t(&x, &w));
+    assert!(max_diff(&z, &x.mm(&w.tr())) <= bound);
+    // The f32 bound of the uniform draw is 1/√D rounded: ≤ (1 + ε32)/√D (was ≤ 1/√D exactly).
+    assert!(f64::try_from(w.abs().max()).unwrap() <= (1.0 + EPS32) / (D as f64).sqrt());
     // The MLP in training mode: batch statistics (biased variance, eps 1e-5), γ = 1, β = 0.
     let (z, _, head) = z_of(
         Method::SimclrMlp {
@@ -161,19 +201,27 @@ fn maps_equal_their_definitions() {
         true,
     );
     let t = head.named_tensors();
-    let bn = |h: Tensor| {
-        let mean = h.mean_dim(0, true, Kind::Float);
-        let var = (&h - &mean).square().mean_dim(0, true, Kind::Float);
-        (h - mean) / (var + 1e-5).sqrt()
-    };
-    let expected = bn(bn(x.mm(&t[0].1.tr())).relu().mm(&t[6].1.tr()));
+    // The definition in f64 (exact to ~1e-15), and a bound on the f32 forward's error: the
+    // first product (D terms, γ_D), BN, ReLU (1-Lipschitz), the second product (16 terms:
+    // the input error times max row Σ|W₁| plus γ_16), BN (see `bn_with_bound`). (was 1e-4, a
+    // guess without a bound: BN amplifies errors by 1/σ)
+    let (w0, w1) = (f64_of(&t[0].1), f64_of(&t[6].1));
+    let h1 = f64_of(&x).mm(&w0.tr());
+    let e_h1 = D as f64 * EPS32 * max_of(&abs_mm_t(&x, &t[0].1));
+    let (a1, e_a1) = bn_with_bound(&h1, e_h1);
+    let a1 = a1.relu();
+    let h2 = a1.mm(&w1.tr());
+    let row_sum = max_of(&w1.abs().sum_dim_intlist(1, false, Kind::Double));
+    let e_h2 = e_a1 * row_sum + 16.0 * EPS32 * max_of(&abs_mm_t(&a1, &w1));
+    let (expected, bound) = bn_with_bound(&h2, e_h2);
     assert!(
-        max_diff(&z, &expected) < 1e-4,
-        "{}",
+        max_diff(&z, &expected) <= bound,
+        "{} (bound {bound:.1e})",
         max_diff(&z, &expected)
     );
     // ... and it updated the running statistics once.
     assert_eq!(i64::try_from(&t[5].1).unwrap(), 1);
+    // The running mean moved off its exact zeros (by ~0.1 × a batch mean): not a rounding question.
     assert!(f64::try_from(t[3].1.abs().sum(Kind::Float)).unwrap() > 0.0);
 }
 
@@ -184,10 +232,15 @@ fn fixed_low_rank_projector_has_rank_d0_unit_singular_values_and_is_seeded() {
     let s = Vec::<f64>::try_from(s).unwrap();
     for (k, v) in s.iter().enumerate() {
         let expected = if k < 10 { 1.0 } else { 0.0 };
+        // M = U_r V_rᵀ from Householder QR factors (‖QᵀQ − I‖ ≤ D·ε64 each), a product of r
+        // terms (γ_r) and an SVD (backward error D·ε64·‖M‖): |σ − σ_exact| ≤
+        // 2ε64·(3D + r) < 4e-14 ≤ 1e-12 (comment only: the tolerance holds).
         assert!((v - expected).abs() < 1e-12, "σ_{k} = {v}");
     }
     // Reproducible from the seed; another seed gives other singular vectors.
+    // Exact: the same seed, the same code path on one machine (determinism).
     assert!(m.equal(&FixedLowRankProjector::matrix(D, 10, 7).unwrap()));
+    // Different random matrices differ by O(1), far above rounding.
     assert!(max_diff(&m, &FixedLowRankProjector::matrix(D, 10, 8).unwrap()) > 0.1);
     // The built head applies that matrix, z = M r, and the loss cannot move it.
     let vs = nn::VarStore::new(Device::Cpu);
@@ -200,11 +253,18 @@ fn fixed_low_rank_projector_has_rank_d0_unit_singular_values_and_is_seeded() {
     assert!(!p.weight().requires_grad());
     let x = r(3, 5);
     let z = head.embed(&x, true).unwrap();
-    assert!(max_diff(&z, &x.mm(&m.to_kind(Kind::Float).tr())) < 1e-5);
+    // Two f32 products of D terms: ≤ 2·D·ε32·max(|x||M|ᵀ) (was 1e-5, below that bound).
+    let bound = 2.0 * D as f64 * EPS32 * max_of(&abs_mm_t(&x, &m));
+    assert!(max_diff(&z, &x.mm(&m.to_kind(Kind::Float).tr())) <= bound);
     // Inner products of z equal those of the rank-d0 coordinates Vᵀ r: ⟨Mr, Mr'⟩ = r MᵀM r'.
+    // With P = |x|·|M|ᵀ·|M|·|x|ᵀ: z zᵀ (M to f32, two products of D terms) is off by
+    // ≤ (3D + 2)·ε32·P, x·(MᵀM)·xᵀ (MᵀM in f64, to f32, two products of D terms) by
+    // ≤ (2D + 2)·ε32·P: together ≤ (5D + 4)·ε32·P (was 1e-4, below that bound).
     let gram = z.mm(&z.tr());
     let mtm = m.tr().mm(&m).to_kind(Kind::Float);
-    assert!(max_diff(&gram, &x.mm(&mtm).mm(&x.tr())) < 1e-4);
+    let xm = abs_mm_t(&x, &m);
+    let bound = (5 * D + 4) as f64 * EPS32 * max_of(&xm.mm(&xm.tr()));
+    assert!(max_diff(&gram, &x.mm(&mtm).mm(&x.tr())) <= bound);
 }
 
 #[test]
@@ -307,13 +367,28 @@ fn online_probe_is_a_linear_head_on_detached_r() {
     let (w, b) = (&probe.named_tensors()[0].1, &probe.named_tensors()[1].1);
     let logits = x.detach().mm(&w.tr()) + b;
     let expected = logits.log_softmax(-1, Kind::Float).nll_loss(&labels);
-    assert!(max_diff(&loss, &expected) < 1e-6);
+    // Two f32 implementations. Logits (D products and a bias): each ≤ e = (D + 1)·ε32·
+    // max(|x||W|ᵀ + |b|); the cross-entropy of a row, 2-Lipschitz in the logits, plus its own
+    // rounding (shift by the largest logit S, 5 exponentials, their sum, a log): 2e + (10 +
+    // 4S)·ε32; the mean of 8: + 10ε32·L. Twice for the two. (was 1e-6, below that bound)
+    let e = (D + 1) as f64 * EPS32 * (max_of(&abs_mm_t(&x, w)) + max_of(b));
+    let loss_bound = |l: &Tensor| {
+        2.0 * (2.0 * e + (10.0 + 4.0 * max_of(&logits)) * EPS32 + 10.0 * EPS32 * max_of(l))
+    };
+    assert!(max_diff(&loss, &expected) <= loss_bound(&expected));
+    // The accuracy compares argmaxes: machine-independent where no two leading logits are
+    // closer than the two implementations' logit errors (2e).
+    let top2 = logits.topk(2, -1, true, true).0;
+    let gap = f64::try_from((top2.select(1, 0) - top2.select(1, 1)).min()).unwrap();
+    assert!(gap > 2.0 * e, "near tie of logits: {gap} vs {e}");
     let argmax = Vec::<i64>::try_from(logits.argmax(-1, false)).unwrap();
     let correct = argmax
         .iter()
         .zip([0i64, 1, 2, 3, 4, 0, 1, 2])
         .filter(|(a, b)| **a == *b)
         .count();
+    // k/8 is exact in f32 (a sum of 0/1 values, a division by a power of 2): the 1e-7 only
+    // spells out "equal" (comment only).
     assert!((f64::try_from(&acc).unwrap() - correct as f64 / 8.0).abs() < 1e-7);
     // The gradient reaches the probe only, never r (the encoder).
     loss.backward();
@@ -328,15 +403,18 @@ fn online_probe_is_a_linear_head_on_detached_r() {
     let expected = sub_logits
         .log_softmax(-1, Kind::Float)
         .nll_loss(&sub_labels);
-    assert!(max_diff(&l2, &expected) < 1e-6);
+    assert!(max_diff(&l2, &expected) <= loss_bound(&expected)); // as above (was 1e-6)
     let hits = sub_logits
         .argmax(-1, false)
         .eq_tensor(&sub_labels)
         .to_kind(Kind::Float)
         .mean(Kind::Float);
+    // k/5 in f32, each correctly rounded (≤ 2⁻²⁵ off for k/5 ≤ 1): |Δ| ≤ 2⁻²⁴ < 1e-7
+    // (comment only).
     assert!(max_diff(&a2, &hits) < 1e-7);
     let none = Tensor::from_slice(&[-1i64; 8]);
     let (l3, a3) = probe.loss_and_accuracy(&x, &none).unwrap();
+    // Exact: every term is multiplied by 0 and the sum divided by 1.
     assert_eq!(
         (f64::try_from(l3).unwrap(), f64::try_from(a3).unwrap()),
         (0.0, 0.0)

@@ -225,12 +225,13 @@ mod tests {
             trust: false,
         };
         let state = FlatState::new(&mut ps, &mut mus, &[seg; 3]).unwrap();
+        // Exact: the flat buffer holds copies of the values (no arithmetic).
         for ((p, b), s) in ps.iter().zip(&before).zip(&strides) {
             assert_eq!(p.size(), b.size());
             assert_eq!(&p.stride(), s);
             assert!(p.equal(b));
         }
-        // Writing the flat buffer writes the parameters.
+        // Writing the flat buffer writes the parameters (a fill with 2.0: exact).
         let _ = state.weights.shallow_clone().fill_(2.0);
         assert!(ps.iter().all(|p| p.eq(2.0).all().int64_value(&[]) == 1));
     }
