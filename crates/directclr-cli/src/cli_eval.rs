@@ -119,13 +119,21 @@ pub struct KnnArgs {
     pub json: Option<PathBuf>,
 }
 
-/// Arguments of `spectrum`.
+/// Arguments of `spectrum`: run folders (`--run`) or embedding files (`--embeddings`).
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["runs", "embeddings"])))]
 pub struct SpectrumArgs {
     /// Run folders; several are overlaid in one figure (Figure 9).
-    #[arg(long = "run", required = true, num_args = 1..)]
+    #[arg(long = "run", num_args = 1..)]
     pub runs: Vec<PathBuf>,
-    /// Legend labels, one per run [each run's method].
+    /// Embedding matrices [N, d] written by other tools: .npy, .npz or .safetensors (f16, bf16,
+    /// f32, f64), streamed, never held whole; several are overlaid in one figure.
+    #[arg(long, num_args = 1..)]
+    pub embeddings: Vec<PathBuf>,
+    /// The array of each .npz, or the tensor of each .safetensors [the file's only one].
+    #[arg(long, requires = "embeddings")]
+    pub key: Option<String>,
+    /// Legend labels, one per run or file [each run's method; each file's name].
     #[arg(long = "label", num_args = 1..)]
     pub labels: Vec<String>,
     /// Feature space: r (Figures 7b, 9), z (Figure 2) or the projector's hidden layer.
@@ -137,8 +145,8 @@ pub struct SpectrumArgs {
     /// Split whose features are used [paper: the validation set].
     #[arg(long, value_enum, default_value_t = EvalSplit::Test)]
     pub split: EvalSplit,
-    /// Row preprocessing before the covariance [paper: l2].
-    #[arg(long, value_enum, default_value_t = RowNormalisation::L2)]
+    /// Row preprocessing before the covariance [paper: l2]: l2 or none.
+    #[arg(long, alias = "normalise", value_enum, default_value_t = RowNormalisation::L2)]
     pub rows: RowNormalisation,
     /// λ_k/λ₁ below this counts as a collapsed dimension.
     #[arg(long, default_value_t = directclr::analysis::DEFAULT_COLLAPSE_THRESHOLD)]

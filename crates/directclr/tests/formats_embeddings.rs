@@ -49,7 +49,7 @@ const D: usize = 12;
 
 fn spectrum(path: &Path, key: Option<&str>, rows: RowNormalisation) -> Vec<f64> {
     let mut file = open_matrix(path, key).unwrap();
-    file_moments(&mut file, rows, &mut |_| {})
+    file_moments(&mut file, rows, None, &mut |_| {})
         .unwrap()
         .covariance_eigenvalues()
         .unwrap()
@@ -206,7 +206,7 @@ fn large_files_stream_in_chunks_and_equal_the_in_memory_moments() {
     for (path, key) in [(&c, None), (&f, None), (&npz, Some("c")), (&npz, Some("f"))] {
         let mut file = open_matrix(path, key).unwrap();
         let mut calls = Vec::new();
-        let moments = file_moments(&mut file, RowNormalisation::L2, &mut |done| {
+        let moments = file_moments(&mut file, RowNormalisation::L2, None, &mut |done| {
             calls.push(done)
         })
         .unwrap();

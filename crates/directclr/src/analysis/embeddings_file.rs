@@ -3,6 +3,7 @@
 //! f64 accumulator as in-memory embeddings, so memory is O(d² + chunk) whatever N, and the
 //! numbers are those [`super::embedding_moments`] gives for the same matrix.
 
+use std::ops::Range;
 use std::path::Path;
 
 use tch::Tensor;
@@ -11,20 +12,26 @@ use super::{CovarianceAccumulator, Moments, RowNormalisation};
 use crate::formats::{open_matrix, MatrixFile};
 use crate::Result;
 
-/// Reads the whole matrix of `file` into the moments of its rows (normalised as `rows` asks).
-/// `progress` is called after each chunk with the rows read so far.
+/// Reads the whole matrix of `file` into the moments of its rows, keeping the columns
+/// `columns` (all if None; a range checked by the caller) and normalising each row as `rows`
+/// asks (after the selection, as for in-memory features). `progress` is called after each
+/// chunk with the rows read so far.
 /// # Shapes
-/// the file's matrix: [N, d] → moments of d dimensions over N rows
+/// the file's matrix: [N, d] → moments of |columns| dimensions over N rows
 pub fn file_moments(
     file: &mut MatrixFile,
     rows: RowNormalisation,
+    columns: Option<Range<i64>>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<Moments> {
     let d = file.layout().cols as i64;
     let mut acc = CovarianceAccumulator::new(rows);
     let mut done = 0u64;
     file.for_each_chunk(|values, n| {
-        let chunk = Tensor::f_from_slice(values)?.f_reshape([n as i64, d])?;
+        let mut chunk = Tensor::f_from_slice(values)?.f_reshape([n as i64, d])?;
+        if let Some(c) = &columns {
+            chunk = chunk.f_narrow(1, c.start, c.end - c.start)?;
+        }
         acc.update(&chunk)?;
         done += n as u64;
         progress(done);
@@ -39,5 +46,5 @@ pub fn embeddings_file_moments(
     key: Option<&str>,
     rows: RowNormalisation,
 ) -> Result<Moments> {
-    file_moments(&mut open_matrix(path, key)?, rows, &mut |_| {})
+    file_moments(&mut open_matrix(path, key)?, rows, None, &mut |_| {})
 }

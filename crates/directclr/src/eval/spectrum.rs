@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::space::Space;
-use crate::analysis::{embedding_moments, RankMetrics, RowNormalisation};
+use crate::analysis::{embedding_moments, Moments, RankMetrics, RowNormalisation};
 use crate::plot::{line_chart, LineChart, Palette, Series};
 use crate::{Error, Result};
 
@@ -37,11 +37,22 @@ impl Spectrum {
         collapse_threshold: f64,
     ) -> Result<Self> {
         let moments = embedding_moments(features, rows)?;
+        Self::of_moments(label, space, &moments, collapse_threshold)
+    }
+
+    /// The spectrum of features already reduced to their moments (e.g. streamed from an
+    /// embeddings file by [`crate::analysis::file_moments`]).
+    pub fn of_moments(
+        label: impl Into<String>,
+        space: Space,
+        moments: &Moments,
+        collapse_threshold: f64,
+    ) -> Result<Self> {
         Ok(Spectrum {
             label: label.into(),
             space,
             eigenvalues: moments.covariance_eigenvalues()?,
-            metrics: RankMetrics::from_moments(&moments, collapse_threshold)?,
+            metrics: RankMetrics::from_moments(moments, collapse_threshold)?,
         })
     }
 
