@@ -117,7 +117,7 @@ fn the_resolved_config_holds_every_value_and_reads_back_equal() {
     }
     let back = TrainConfig::from_toml(&text, Path::new("config.toml")).unwrap();
     assert_eq!(back, c);
-    assert_eq!(back.augment.view2.blur.p, 0.3);
+    assert_eq!(back.augment.view2.blur.p, 0.3); // shortest decimal written, read back: exact
     assert_eq!(back.augment.view1, ViewAugment::authors(0));
 }
 

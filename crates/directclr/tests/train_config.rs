@@ -47,7 +47,7 @@ fn every_shipped_preset_parses_checks_and_round_trips() {
                 (c.batch_size, c.epochs, c.data.image_size),
                 (4096, 100, 224)
             );
-            assert_eq!(c.schedule.lr, 4.8);
+            assert_eq!(c.schedule.lr, 4.8); // parsed decimal, correctly rounded: exact
             assert_eq!(c.loss, directclr::loss::InfoNce::authors());
             methods.push(c.method.clone());
         }
@@ -131,7 +131,7 @@ fn flags_override_the_file() {
     assert_eq!(c.epochs, 7);
     assert_eq!(c.device, DeviceSpec::Cuda(1));
     assert_eq!(c.data.source.path(), Path::new("elsewhere"));
-    assert_eq!(c.schedule.lr, 0.5);
+    assert_eq!(c.schedule.lr, 0.5); // a copied value: exact
     assert_eq!(c.batch_size, 8);
 }
 

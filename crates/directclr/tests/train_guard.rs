@@ -51,6 +51,8 @@ fn the_guard_trips_where_the_reference_does() {
     assert_eq!(g.check().unwrap(), None);
     let (none, m) = reference(&calm, 3.0, 5);
     assert!(none.is_none());
+    // f64, 3 roundings a step (×0.95, ×0.05, +) of values ≤ 7.3 ≈ 1.3·m, contracted by 0.95:
+    // ≤ 40·3·(ε64/2)·1.3·m ≈ 78·ε64·m < 2e-14·m each way (the same ops: in fact equal).
     assert!((g.state().unwrap().loss_ema - m).abs() < 1e-12 * m);
     assert_eq!(g.state().unwrap().seen, 40);
 
@@ -64,7 +66,9 @@ fn the_guard_trips_where_the_reference_does() {
     };
     assert_eq!((trip.step, trip.cause), (step, cause));
     assert_eq!((trip.step, trip.cause), (31, Cause::Spike));
+    // The same moving average over 30 steps: ≤ 30·3·(ε64/2)·1.3·m < 2e-14·m, as above.
     assert!((trip.baseline - base).abs() < 1e-12 * base);
+    // One f64 addition of two exact f32 values (1e4 is one): ≤ (ε64/2)·1.1e4 < 2e-12.
     assert!((trip.loss - (spiked[30].0 as f32 as f64 + 1e4)).abs() < 1e-9);
 
     // Before the warm-up a large loss is not a spike; a non-finite one always trips.
@@ -104,6 +108,7 @@ fn rollbacks_lower_the_rate_until_the_limit_then_stop() {
         g.rewind(&saved).unwrap();
         assert_eq!(g.check().unwrap(), None, "the flag is cleared");
         let s = g.state().unwrap();
+        // Exact: powers of 0.25 are products of powers of 2, and 1.75 is a copied value.
         assert_eq!(
             (s.rollbacks, s.lr_scale, s.loss_ema, s.seen),
             (k, 0.25f64.powi(k as i32), 1.75, 1)
