@@ -1203,6 +1203,76 @@ fn run_state_target() -> Target {
     }
 }
 
+/// The embeddings readers (`formats/`): .npy, .npz (stored and deflated, C and Fortran order)
+/// and safetensors, from numpy-written fixtures; the run streams the whole matrix into the
+/// covariance with d capped at 256 (8·d² bytes of covariance).
+fn embeddings_target() -> Target {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embeddings");
+    let seeds = [
+        "f16_c.npy",
+        "f32_v3.npy",
+        "f64_big_fortran.npy",
+        "compressed.npz",
+        "compressed_fortran.npz",
+        "stored.npz",
+        "bf16.safetensors",
+        "two.safetensors",
+    ]
+    .iter()
+    .map(|f| std::fs::read(dir.join(f)).unwrap())
+    .collect();
+    Target {
+        name: "embeddings",
+        // Chunk buffers: the raw bytes (≤ the file) and their f64 values (≤ 4× for 2-byte
+        // elements). The zip crate reserves its entry table from the count the archive
+        // claims, capped at the central directory's offset: ≤ size_of::<ZipFileData>() (about
+        // 130 bytes; a fuzz finding measured 2.26 MB for 17 kB) per byte of archive.
+        alloc_floor: 1 << 20,
+        alloc_ratio: 256,
+        seeds,
+        mutate: |rng, seed, all| {
+            let mut b = seed.to_vec();
+            // Header fields: magic, version, header length (npy: bytes 6..12; safetensors:
+            // 0..8; zip: local header sizes and method 0..30), and the shape's digits.
+            let mut hot: Vec<usize> = (0..30).collect();
+            hot.extend(
+                b.iter()
+                    .take(256)
+                    .enumerate()
+                    .filter(|(_, c)| c.is_ascii_digit() || **c == b'\'' || **c == b'"')
+                    .map(|(i, _)| i),
+            );
+            let other = rng.gen_range(0..all.len());
+            mutate_bytes(rng, &mut b, &hot, &all[other]);
+            b
+        },
+        run: |dir, input| {
+            let ext = if input.starts_with(b"\x93NUMPY") {
+                "npy"
+            } else if input.starts_with(b"PK") {
+                "npz"
+            } else {
+                "safetensors"
+            };
+            let p = dir.join(format!("emb.{ext}"));
+            std::fs::write(&p, input).unwrap();
+            let key = (ext != "npy").then_some("emb");
+            let names = ["emb."];
+            let mut file = match directclr::formats::open_matrix_limited(&p, key, 256) {
+                Ok(f) => f,
+                Err(e) => return verdict(Err::<(), _>(e), &names),
+            };
+            let moments = directclr::analysis::file_moments(
+                &mut file,
+                directclr::analysis::RowNormalisation::L2,
+                None,
+                &mut |_| {},
+            );
+            verdict(moments.and_then(|m| m.covariance_eigenvalues()), &names)
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // CI: a few hundred seeded executions per target (seconds each).
 
@@ -1239,6 +1309,11 @@ fn fuzz_checkpoint() {
 #[test]
 fn fuzz_run_state() {
     campaign(run_state_target(), 1500, 7);
+}
+
+#[test]
+fn fuzz_embeddings() {
+    campaign(embeddings_target(), 3000, 8);
 }
 
 /// The mutation engine itself: seeded (same seed, same inputs) and it does change inputs.

@@ -10,7 +10,7 @@ use tch::Tensor;
 
 use super::{CovarianceAccumulator, Moments, RowNormalisation};
 use crate::formats::{open_matrix, MatrixFile};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Reads the whole matrix of `file` into the moments of its rows, keeping the columns
 /// `columns` (all if None; a range checked by the caller) and normalising each row as `rows`
@@ -25,9 +25,19 @@ pub fn file_moments(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Moments> {
     let d = file.layout().cols as i64;
+    let path = file.path().to_path_buf();
     let mut acc = CovarianceAccumulator::new(rows);
     let mut done = 0u64;
-    file.for_each_chunk(|values, n| {
+    // Errors name the file: a non-finite value is a property of the file's contents.
+    let name = |e: Error| match e {
+        Error::Numerical { reason, .. } => Error::format(&path, reason),
+        e @ (Error::Format { .. } | Error::Io { .. }) => e,
+        other => Error::Context {
+            context: format!("reading the embeddings of `{}`", path.display()),
+            source: Box::new(other),
+        },
+    };
+    let result = file.for_each_chunk(|values, n| {
         let mut chunk = Tensor::f_from_slice(values)?.f_reshape([n as i64, d])?;
         if let Some(c) = &columns {
             chunk = chunk.f_narrow(1, c.start, c.end - c.start)?;
@@ -36,8 +46,8 @@ pub fn file_moments(
         done += n as u64;
         progress(done);
         Ok(())
-    })?;
-    acc.finish()
+    });
+    result.and_then(|()| acc.finish()).map_err(name)
 }
 
 /// Opens `path` (choosing the array `key` of a `.npz` or `.safetensors`) and reads its moments.

@@ -63,6 +63,20 @@ pub fn open_matrix(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
     }
 }
 
+/// [`open_matrix`] with a lower cap on the dimension d than [`MAX_DIM`]: the covariance of the
+/// matrix takes 8·d² bytes, so `max_dim` bounds what reading it will allocate.
+pub fn open_matrix_limited(path: &Path, key: Option<&str>, max_dim: u64) -> Result<MatrixFile> {
+    let matrix = open_matrix(path, key)?;
+    let d = matrix.layout().cols;
+    if d > max_dim {
+        return Err(Error::format(
+            path,
+            format!("dimension d = {d} is above the limit of {max_dim} set for this read"),
+        ));
+    }
+    Ok(matrix)
+}
+
 /// Chooses the member named `key`, or the only one; errors list the members.
 pub(crate) fn pick_member(
     path: &Path,
