@@ -67,6 +67,7 @@ fn assert_same(whole: &Path, out: &Path) {
             "{file} differs from the uninterrupted run's"
         );
     }
+    // Bit for bit: the same code, machine and thread count (determinism).
     assert_eq!(losses(whole), losses(out));
 }
 

@@ -125,7 +125,8 @@ fn killed_and_resumed_run_ends_bit_identical_to_an_uninterrupted_one() {
             "{file} differs between the resumed and the uninterrupted run"
         );
     }
-    // The log of the resumed run holds each step once, with the same numbers.
+    // The log of the resumed run holds each step once, with the same numbers (bit for bit:
+    // the same code, machine and thread count; determinism, not a tolerance).
     assert_eq!(losses(&whole), losses(&resumed));
 
     // A finished run is left as it is.
