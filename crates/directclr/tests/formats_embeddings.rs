@@ -337,3 +337,53 @@ fn a_dimension_too_large_for_a_covariance_is_refused_by_name() {
     let e = format_error(&path, None);
     assert!(e.contains("d = 100000") && e.contains("16384"), "{e}");
 }
+
+fn moments_error(name: &str) -> String {
+    let mut file = match open_matrix(&fixture(name), None) {
+        Ok(f) => f,
+        Err(e) => return e.to_string(),
+    };
+    match file_moments(&mut file, RowNormalisation::L2, None, &mut |_| {}) {
+        Err(e @ Error::Format { .. }) => e.to_string(),
+        Err(e) => panic!("{name}: not a format error: {e}"),
+        Ok(_) => panic!("{name}: read"),
+    }
+}
+
+#[test]
+fn other_dtypes_non_finite_rows_and_degenerate_shapes_are_named() {
+    // Complex, strings and pickled objects: refused by dtype, before any data is read.
+    for (name, descr) in [
+        ("complex.npy", "<c8"),
+        ("strings.npy", "<U1"),
+        ("object.npy", "|O"),
+    ] {
+        let e = format_error(&fixture(name), None);
+        assert!(e.contains(name) && e.contains(descr), "{e}");
+    }
+    // A NaN in row 3 and an infinity in row 4: the error names the row and column.
+    let e = moments_error("nan_row3.npy");
+    assert!(
+        e.contains("row 3") && e.contains("column 1") && e.contains("NaN"),
+        "{e}"
+    );
+    let e = moments_error("inf_row4.npy");
+    assert!(
+        e.contains("row 4") && e.contains("column 0") && e.contains("inf"),
+        "{e}"
+    );
+    // One row has no covariance; one column no spectrum.
+    let e = moments_error("one_row.npy");
+    assert!(e.contains("single row") && e.contains("one_row.npy"), "{e}");
+    let e = moments_error("one_column.npy");
+    assert!(
+        e.contains("single column") && e.contains("one_column.npy"),
+        "{e}"
+    );
+    // A slice down to one column is refused the same way.
+    let mut file = open_matrix(&fixture("f32_c.npy"), None).unwrap();
+    let e = file_moments(&mut file, RowNormalisation::L2, Some(3..4), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("single column"), "{e}");
+}

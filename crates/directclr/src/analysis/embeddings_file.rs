@@ -26,6 +26,19 @@ pub fn file_moments(
 ) -> Result<Moments> {
     let d = file.layout().cols as i64;
     let path = file.path().to_path_buf();
+    let kept = columns.as_ref().map_or(d, |c| c.end - c.start);
+    if file.layout().rows < 2 {
+        return Err(Error::format(
+            &path,
+            "holds a single row: a covariance needs at least 2 embeddings",
+        ));
+    }
+    if kept < 2 {
+        return Err(Error::format(
+            &path,
+            "a single column (d = 1) has no spectrum to speak of: at least 2 dimensions are needed",
+        ));
+    }
     let mut acc = CovarianceAccumulator::new(rows);
     let mut done = 0u64;
     // Errors name the file: a non-finite value is a property of the file's contents.
@@ -38,6 +51,17 @@ pub fn file_moments(
         },
     };
     let result = file.for_each_chunk(|values, n| {
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "row {} (counting from 0) holds a non-finite value ({}) in column {}",
+                    done + (i as u64) / d as u64,
+                    values[i],
+                    i as i64 % d
+                ),
+            ));
+        }
         let mut chunk = Tensor::f_from_slice(values)?.f_reshape([n as i64, d])?;
         if let Some(c) = &columns {
             chunk = chunk.f_narrow(1, c.start, c.end - c.start)?;

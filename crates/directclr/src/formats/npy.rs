@@ -82,8 +82,16 @@ fn read_header(path: &Path, r: &mut impl Read) -> Result<Header> {
             _ => {}
         }
     }
-    let header = npyz::NpyHeader::from_reader(&bytes[..])
-        .map_err(|e| bad(format!("malformed .npy header: {e}")))?;
+    let header = npyz::NpyHeader::from_reader(&bytes[..]).map_err(|e| {
+        // npyz has no type for some dtypes (objects `|O`): name the dtype if it is legible.
+        match quoted_descr(&bytes[start..]) {
+            Some(descr) => bad(format!(
+                "dtype `{descr}` is not read: embeddings must be float16, float32 or float64 \
+                 (`<f2`, `<f4`, `<f8`, or big-endian `>`)"
+            )),
+            None => bad(format!("malformed .npy header: {e}")),
+        }
+    })?;
     let (element, byte_order) = float_dtype(path, &header.dtype())?;
     let order = match header.order() {
         npyz::Order::C => MatrixOrder::RowMajor,
@@ -94,6 +102,19 @@ fn read_header(path: &Path, r: &mut impl Read) -> Result<Header> {
         layout,
         len: bytes.len() as u64,
     })
+}
+
+/// The simple `'descr': '…'` string of a header, if there is one.
+fn quoted_descr(text: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let rest = &text[text.find("'descr'")? + "'descr'".len()..];
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('\'')?;
+    let descr = &rest[..rest.find('\'')?];
+    (descr.len() <= 16).then(|| descr.to_string())
 }
 
 /// The allow-list of element types: f2, f4, f8, little- or big-endian.
