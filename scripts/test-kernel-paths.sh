@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 binaries=(
-    analysis_rank analysis_spectrum
+    analysis_rank analysis_spectrum formats_embeddings
     loss_info_nce method_table1 model_resnet
     optim_lars_sgd optim_fused_step optim_pretrain_step
     theory_closed_forms theory_experiments
