@@ -87,7 +87,23 @@ impl Default for Method {
     }
 }
 
+/// The paper's DirectCLR linear probe on the sub-vector z = r[:d0] alone (ImageNet top-1, %).
+pub const PAPER_DIRECTCLR_SUBVECTOR_TOP1: f64 = 47.9;
+
 impl Method {
+    /// The paper's Table 1 linear-probe top-1 (%) of this row on ImageNet (ResNet-50, 100
+    /// epochs), printed beside measured numbers.
+    pub fn paper_top1(&self) -> f64 {
+        match self {
+            Method::SimclrMlp { .. } => 66.5,
+            Method::SimclrLinear { .. } => 61.1,
+            Method::SimclrNoProjector => 51.5,
+            Method::DirectClr { .. } => 62.7,
+            Method::FixedLowRank { .. } => 62.3,
+            Method::TrainableDiagonal => 60.2,
+        }
+    }
+
     /// A short name for logs and run folders (`simclr_mlp`, `direct_clr`, …).
     pub fn name(&self) -> &'static str {
         match self {
