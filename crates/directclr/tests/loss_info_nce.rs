@@ -94,8 +94,9 @@ const EPS64: f64 = f64::EPSILON;
 ///   Σ_k |x_k||y_k|/τ over the pairs (1/τ for unit rows, Cauchy–Schwarz);
 /// - each anchor's −s_pos + log Σ_c exp(s_c): 2·|δs|, the shift by the largest logit (2ε·S),
 ///   exponentials (2ε relative), a sum of m positive terms in any order (γ_m) and the log:
-///   + (m + 5)ε + 4ε·S;
-/// - the mean of A non-negative terms (and the symmetric half-sum): + (A + 2)ε·L.
+///   plus (m + 5)ε + 4ε·S;
+/// - the mean of A non-negative terms (and the symmetric half-sum): plus (A + 2)ε·L.
+///
 /// So |δL| ≤ ε·[(4d + 18)·S + m + 5 + (A + 2)·L].
 fn loss_bound(c: &InfoNce, z1: &Tensor, z2: &Tensor, eps: f64) -> f64 {
     let all: Vec<Vec<f64>> = rows(z1).into_iter().chain(rows(z2)).collect();

@@ -77,6 +77,7 @@ fn norm(v: &[f64]) -> f64 {
 /// - μ' = mμ + q·d by ≤ 10u·M_k + ρ·q|d_k|, M_k = m|μ_k| + q·D_k;
 /// - the step (μ', or q·d + mμ') and w' = w − lr·step: |δw'_k| ≤ 2u|w_k| + lr·(1 + m)·(14u·M_k
 ///   + ρ·q|d_k|).
+///
 /// Twice that for two implementations.
 fn step_bound(config: &OptimizerConfig, w: &Tensor, mu: &Tensor, a: &Tensor, lr: f64) -> Vec<f64> {
     let (m, wd, eta, ex) = match *config {
@@ -158,7 +159,7 @@ fn fused_update_matches_the_operation_by_operation_update() {
             // may round by up to n·ε32, and later steps amplify earlier differences).
             tch::no_grad(|| {
                 for (p, f) in plain.iter().zip(&fused) {
-                    let _ = p.shallow_clone().copy_(f);
+                    p.shallow_clone().copy_(f);
                 }
             });
             for (mu, (_, state)) in mus.iter_mut().zip(opt.momentum_state()) {

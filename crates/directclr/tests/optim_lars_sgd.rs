@@ -101,6 +101,7 @@ struct Step {
 /// - μ' = mμ + q·d: |δμ'_k| ≤ 10u·M_k + ρ·q|d_k| with M_k = m|μ_k| + q·D_k;
 /// - the step (μ', or q·d + mμ' for Nesterov, |step| ≤ (1 + m)·M_k) and w' = w − lr·step:
 ///   |δw'_k| ≤ 2u|w_k| + lr·(1 + m)·(14u·M_k + ρ·q|d_k|).
+///
 /// Two implementations: twice each. No error propagates from earlier steps: every step starts
 /// both from the same state.
 fn reference_step(config: &OptimizerConfig, w: &[Vec<f64>], mu: &[Vec<f64>], lr: f64) -> Step {

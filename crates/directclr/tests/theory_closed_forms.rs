@@ -319,6 +319,7 @@ fn backward_of_deep_and_relu_networks_equals_autograd() {
         // The ReLU masks agree on every machine: no pre-activation lies within twice its
         // rounding bound of 0 (else the two implementations could mask it differently).
         if activation == Activation::Relu {
+            #[allow(clippy::needless_range_loop)] // l indexes three arrays of different lengths
             for l in 1..layers {
                 let pre = &fwd.hidden[l - 1] * net.layers[l - 1].transpose();
                 let margin = 2.0 * gamma(l * d) * &hbar[l];
