@@ -100,7 +100,7 @@ fn bad_files_and_flags_exit_1_naming_the_file() {
         (
             vec![fixture("reference.json")],
             vec![],
-            ".npy, .npz and .safetensors",
+            ".npy, .npz, .safetensors",
         ),
         (
             vec![fixture("f32_c.npy")],

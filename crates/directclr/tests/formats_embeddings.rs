@@ -256,7 +256,7 @@ fn wrong_dtypes_shapes_keys_and_extensions_are_named() {
     let e = format_error(&fixture("f32_c.npy"), Some("emb"));
     assert!(e.contains("one array"), "{e}");
     let e = format_error(&fixture("reference.json"), None);
-    assert!(e.contains(".npy, .npz and .safetensors"), "{e}");
+    assert!(e.contains(".npy, .npz, .safetensors"), "{e}");
     assert!(matches!(
         open_matrix(&fixture("absent.npy"), None),
         Err(Error::Io { .. })

@@ -1,5 +1,5 @@
-//! Readers of files written by other tools: embedding matrices from numpy (`.npy`, `.npz`) and
-//! safetensors. Each turns a file into a [`MatrixFile`] that hands out its rows as f64 in
+//! Readers of files written by other tools: embedding matrices from numpy (`.npy`, `.npz`),
+//! safetensors and PyTorch's `torch.save`. Each turns a file into a [`MatrixFile`] that hands out its rows as f64 in
 //! bounded chunks; nothing here knows about spectra or models.
 //!
 //! Every reader treats its input as hostile: headers are read with a byte bound, shapes are
@@ -11,7 +11,9 @@
 
 pub mod matrix;
 pub mod npy;
+pub mod pickle;
 pub mod safetensors_file;
+pub mod torch_zip;
 
 use std::path::Path;
 
@@ -28,6 +30,8 @@ pub enum MatrixFormat {
     Npz,
     /// `.safetensors`.
     Safetensors,
+    /// PyTorch's `torch.save` (zip format): `.pt`, `.pth`, `.pth.tar`, `.bin`.
+    Torch,
 }
 
 impl MatrixFormat {
@@ -37,9 +41,11 @@ impl MatrixFormat {
             Some("npy") => Ok(Self::Npy),
             Some("npz") => Ok(Self::Npz),
             Some("safetensors") => Ok(Self::Safetensors),
+            Some("pt" | "pth" | "bin" | "tar") => Ok(Self::Torch),
             _ => Err(Error::format(
                 path,
-                "unknown extension: embeddings are read from .npy, .npz and .safetensors files",
+                "unknown extension: embeddings are read from .npy, .npz, .safetensors and \
+                 torch.save (.pt, .pth, .pth.tar, .bin) files",
             )),
         }
     }
@@ -60,6 +66,7 @@ pub fn open_matrix(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
         }
         MatrixFormat::Npz => npy::open_npz(path, key),
         MatrixFormat::Safetensors => safetensors_file::open_safetensors(path, key),
+        MatrixFormat::Torch => torch_zip::open_torch(path, key),
     }
 }
 
