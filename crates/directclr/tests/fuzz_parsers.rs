@@ -1203,11 +1203,12 @@ fn run_state_target() -> Target {
     }
 }
 
-/// The embeddings readers (`formats/`): .npy, .npz (stored and deflated, C and Fortran order)
-/// and safetensors, from numpy-written fixtures; the run streams the whole matrix into the
+/// The embeddings readers (`formats/`): .npy, .npz (stored and deflated, C and Fortran order),
+/// safetensors and torch.save (the allow-list pickle reader), from the test fixtures; the run streams the whole matrix into the
 /// covariance with d capped at 256 (8·d² bytes of covariance).
 fn embeddings_target() -> Target {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/embeddings");
+    let torch = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
     let seeds = [
         "f16_c.npy",
         "f32_v3.npy",
@@ -1220,6 +1221,11 @@ fn embeddings_target() -> Target {
     ]
     .iter()
     .map(|f| std::fs::read(dir.join(f)).unwrap())
+    .chain(
+        ["bare.pt", "nested.pth", "offset_f16.pt", "evil.pt"]
+            .iter()
+            .map(|f| std::fs::read(torch.join(f)).unwrap()),
+    )
     .collect();
     Target {
         name: "embeddings",
@@ -1249,6 +1255,8 @@ fn embeddings_target() -> Target {
         run: |dir, input| {
             let ext = if input.starts_with(b"\x93NUMPY") {
                 "npy"
+            } else if input.starts_with(b"PK") && input.windows(8).any(|w| w == b"data.pkl") {
+                "pt"
             } else if input.starts_with(b"PK") {
                 "npz"
             } else {
@@ -1256,7 +1264,13 @@ fn embeddings_target() -> Target {
             };
             let p = dir.join(format!("emb.{ext}"));
             std::fs::write(&p, input).unwrap();
-            let key = (ext != "npy").then_some("emb");
+            // The seeds' keys: `emb` (numpy, safetensors), `r` (torch, else the only tensor).
+            let key = match ext {
+                "npy" => None,
+                "pt" if input.windows(1).any(|w| w == b"r") => Some("r"),
+                "pt" => None,
+                _ => Some("emb"),
+            };
             let names = ["emb."];
             let mut file = match directclr::formats::open_matrix_limited(&p, key, 256) {
                 Ok(f) => f,

@@ -25,6 +25,10 @@ pub const MAX_PICKLE: u64 = 64 << 20;
 pub fn tensors(path: &Path) -> Result<(String, Vec<(String, TensorRef)>, ByteOrder)> {
     let bad = |reason: String| Error::format(path, reason);
     let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, e))?
+        .len();
     let mut archive = match zip::ZipArchive::new(file) {
         Ok(a) => a,
         Err(_) => {
@@ -51,10 +55,16 @@ pub fn tensors(path: &Path) -> Result<(String, Vec<(String, TensorRef)>, ByteOrd
         let entry = archive
             .by_name(pkl)
             .map_err(|e| bad(format!("`{pkl}`: {e}")))?;
-        if entry.size() > MAX_PICKLE {
+        if entry.size() > MAX_PICKLE.min(file_len) {
             return Err(bad(format!(
-                "`{pkl}` claims {} bytes; at most {MAX_PICKLE} are read",
-                entry.size()
+                "`{pkl}` claims {} bytes; at most {} are read",
+                entry.size(),
+                MAX_PICKLE.min(file_len)
+            )));
+        }
+        if entry.compression() != zip::CompressionMethod::Stored {
+            return Err(bad(format!(
+                "`{pkl}` is compressed; torch.save stores its entries uncompressed"
             )));
         }
         let mut bytes = Vec::with_capacity(entry.size() as usize);
