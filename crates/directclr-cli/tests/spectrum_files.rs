@@ -124,3 +124,35 @@ fn bad_files_and_flags_exit_1_naming_the_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--embeddings"));
 }
+
+#[test]
+fn torch_save_files_are_read_and_code_is_refused() {
+    let torch = |name: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../directclr/tests/fixtures/torch")
+            .join(name)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = spectrum(
+        &["--key", "backbone.embeddings"],
+        &[torch("nested.pth")],
+        tmp.path(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("nested:backbone.embeddings (r, 200 samples, 10-d)"),
+        "{stdout}"
+    );
+    let out = spectrum(&[], &[torch("evil.pt")], tmp.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("evil.pt") && stderr.contains("`os.system`"),
+        "{stderr}"
+    );
+}
