@@ -279,15 +279,46 @@ fn missing_or_inconsistent_launch_variables_are_clear_errors() {
     );
 }
 
+/// A copy of a run folder (files only; a run folder has no subfolders).
+fn copy_run(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Whether two run folders hold the same checkpoint bytes.
+fn same_checkpoint(a: &Path, b: &Path) -> bool {
+    let read = |d: &Path| std::fs::read(d.join("checkpoint.safetensors")).unwrap();
+    read(a) == read(b)
+}
+
 #[test]
 fn a_run_resumes_with_another_number_of_processes() {
     // Same global batch, so the same steps and samples: 2 processes killed after epoch 1 and
-    // resumed by 1, and 1 process killed and resumed by 2, both end with the weights of an
-    // uninterrupted one-process run.
+    // resumed by 1, and 1 process killed and resumed by 2.
+    // - Exactly: the resumed continuation is the one a run of the new process count makes from
+    //   that checkpoint (two copies of the killed folder, resumed alike, end bit for bit the
+    //   same), so every piece of state (weights, momentum, BN buffers, sampler position, RNG)
+    //   is restored whatever the process count.
+    // - To rounding: each ends near the uninterrupted one-process run. Their distance starts
+    //   with the batch-order rounding of the 2-process epoch(s) and grows through the
+    //   remaining steps as an uninterrupted 2-process run's does, so it is compared with that
+    //   run's own distance D₀ (factor 4: two realisations of rounding noise), and never less
+    //   than the one-reduction bound. Open: under ATEN_CPU_CAPABILITY=default (not a setting
+    //   CI runs this binary under) the 2-then-1 run ends 5.6e-5 away, while the uninterrupted
+    //   2-process run ends 1.2e-6 away and the two resumed copies agree bit for bit.
     let tmp = tempfile::tempdir().unwrap();
     let config = tiny_config(tmp.path(), 2, "");
     let whole = tmp.path().join("whole");
     run_ok(&mut train(&config, &whole, &[]));
+    let whole_two = tmp.path().join("whole-two");
+    run_ok(&mut train(&config, &whole_two, &["--nproc", "2"]));
+    let (d0, _) = max_difference(&whole, &whole_two);
+    let tolerance = (4.0 * d0).max(BATCH_ORDER_BOUND);
     let wait_for_checkpoint = |out: &Path| {
         let start = Instant::now();
         while !out.join("checkpoint.safetensors").exists() {
@@ -306,13 +337,17 @@ fn a_run_resumes_with_another_number_of_processes() {
         r.kill().unwrap();
         r.wait().unwrap();
     }
+    let copy = tmp.path().join("two-then-one-copy");
+    copy_run(&two_then_one, &copy);
     let out = run_ok(&mut train(&config, &two_then_one, &[]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    run_ok(&mut train(&config, &copy, &[]));
+    assert!(same_checkpoint(&two_then_one, &copy));
     let (diff, _) = max_difference(&whole, &two_then_one);
     assert!(
-        diff < BATCH_ORDER_BOUND,
-        "2 then 1 processes differ by {diff:e}"
-    ); // was 1e-6
+        diff <= tolerance,
+        "2 then 1 processes differ by {diff:e} (uninterrupted 2 processes: {d0:e})"
+    );
 
     let one_then_two = tmp.path().join("one-then-two");
     let mut one = train(&config, &one_then_two, &[])
@@ -323,13 +358,17 @@ fn a_run_resumes_with_another_number_of_processes() {
     wait_for_checkpoint(&one_then_two);
     one.kill().unwrap();
     one.wait().unwrap();
+    let copy = tmp.path().join("one-then-two-copy");
+    copy_run(&one_then_two, &copy);
     let out = run_ok(&mut train(&config, &one_then_two, &["--nproc", "2"]));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+    run_ok(&mut train(&config, &copy, &["--nproc", "2"]));
+    assert!(same_checkpoint(&one_then_two, &copy));
     let (diff, _) = max_difference(&whole, &one_then_two);
     assert!(
-        diff < BATCH_ORDER_BOUND,
-        "1 then 2 processes differ by {diff:e}"
-    ); // was 1e-6
+        diff <= tolerance,
+        "1 then 2 processes differ by {diff:e} (uninterrupted 2 processes: {d0:e})"
+    );
 }
 
 #[test]
