@@ -36,7 +36,9 @@ fn two_spectra_bound(z: &Tensor, top: f64) -> f64 {
 /// bounds every |z_i|ᵀ|z_j|/N, so N·ε times it bounds each covariance entry's rounding.
 fn max_second_moment(z: &Tensor) -> f64 {
     let z = z.to_kind(Kind::Double);
-    (z.square().sum_dim_intlist(Some(&[0i64][..]), false, Kind::Double) / z.size()[0] as f64)
+    (z.square()
+        .sum_dim_intlist(Some(&[0i64][..]), false, Kind::Double)
+        / z.size()[0] as f64)
         .max()
         .double_value(&[])
 }

@@ -84,6 +84,21 @@ pub fn open_matrix_limited(path: &Path, key: Option<&str>, max_dim: u64) -> Resu
     Ok(matrix)
 }
 
+/// Opens `path` for reading and returns it with its length in bytes.
+pub(crate) fn open_file(path: &Path) -> Result<(std::fs::File, u64)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let len = file_len(path, &file)?;
+    Ok((file, len))
+}
+
+/// The length in bytes of the open file `file` at `path`.
+pub(crate) fn file_len(path: &Path, file: &std::fs::File) -> Result<u64> {
+    Ok(file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, e))?
+        .len())
+}
+
 /// Chooses the member named `key`, or the only one; errors list the members.
 pub(crate) fn pick_member(
     path: &Path,

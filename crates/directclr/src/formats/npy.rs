@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::matrix::{ByteOrder, Bytes, ElementType, Layout, MatrixFile, MatrixOrder};
-use super::pick_member;
+use super::{file_len, open_file, pick_member};
 use crate::{Error, Result};
 
 /// The largest .npy header read (numpy writes headers of 128 bytes or a few kB for large
@@ -168,11 +168,7 @@ fn check_length(path: &Path, header: &Header, available: u64) -> Result<()> {
 
 /// Opens a `.npy` file.
 pub fn open_npy(path: &Path) -> Result<MatrixFile> {
-    let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read", path, e))?
-        .len();
+    let (file, file_len) = open_file(path)?;
     let header = read_header(path, &mut std::io::BufReader::new(&file))?;
     check_length(path, &header, file_len.saturating_sub(header.len))?;
     Ok(MatrixFile {
@@ -215,10 +211,7 @@ pub fn open_npz(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
         let file = archive.into_inner();
         let header = read_header(path, &mut PositionalReader::new(&file, data_start))?;
         check_length(path, &header, size.saturating_sub(header.len))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("cannot read", path, e))?
-            .len();
+        let file_len = file_len(path, &file)?;
         check_length(
             path,
             &header,

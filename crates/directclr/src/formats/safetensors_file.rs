@@ -3,7 +3,6 @@
 //! against the file's length here, so the data can be streamed in chunks instead of the crate's
 //! whole-buffer API.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -11,7 +10,7 @@ use safetensors::tensor::Metadata;
 use safetensors::Dtype;
 
 use super::matrix::{ByteOrder, Bytes, ElementType, Layout, MatrixFile, MatrixOrder};
-use super::pick_member;
+use super::{open_file, pick_member};
 use crate::{Error, Result};
 
 /// The largest header read: the safetensors format's own limit (100 MB), and never more than
@@ -21,11 +20,7 @@ pub const MAX_HEADER: u64 = 100_000_000;
 /// Opens the tensor `key` of a `.safetensors` file (by default its only tensor).
 pub fn open_safetensors(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
     let bad = |reason: String| Error::format(path, reason);
-    let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read", path, e))?
-        .len();
+    let (file, file_len) = open_file(path)?;
     let mut len = [0u8; 8];
     file.read_exact_at(&mut len, 0)
         .map_err(|_| bad("too short for a safetensors header".into()))?;

@@ -14,8 +14,8 @@ use std::io::Read;
 use std::path::Path;
 
 use super::matrix::{ByteOrder, Bytes, Layout, MatrixFile, MatrixOrder};
-use super::pick_member;
 use super::pickle::{self, TensorRef, Value};
+use super::{file_len, open_file, pick_member};
 use crate::{Error, Result};
 
 /// The largest `data.pkl` read (a ResNet-50 state dict's is about 100 kB).
@@ -24,11 +24,7 @@ pub const MAX_PICKLE: u64 = 64 << 20;
 /// The tensors of a `torch.save` file, by dotted name, in the file's order.
 pub fn tensors(path: &Path) -> Result<(String, Vec<(String, TensorRef)>, ByteOrder)> {
     let bad = |reason: String| Error::format(path, reason);
-    let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read", path, e))?
-        .len();
+    let (file, file_len) = open_file(path)?;
     let mut archive = match zip::ZipArchive::new(file) {
         Ok(a) => a,
         Err(_) => {
@@ -204,10 +200,7 @@ pub fn open_torch(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
         )));
     }
     let file = archive.into_inner();
-    let file_len = file
-        .metadata()
-        .map_err(|e| Error::io("cannot read", path, e))?
-        .len();
+    let file_len = file_len(path, &file)?;
     if start + entry_size > file_len {
         return Err(bad(format!(
             "storage `{entry_name}` runs past the end of the file"
