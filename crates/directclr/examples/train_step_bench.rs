@@ -23,7 +23,7 @@ use std::time::Instant;
 use directclr::{
     loss::InfoNce,
     method::Method,
-    model::{save_safetensors, Arch, ResNetConfig, Stem},
+    model::{save_safetensors, Arch, ResNetConfig, RunModels, Stem},
     optim::OptimizerConfig,
     precision::{to_channels_last, Autocast, LowPrecision},
     runtime::DeviceSpec,
@@ -89,7 +89,7 @@ fn main() -> Result<(), directclr::Error> {
     directclr::runtime::set_threads(arg("--threads", 0).max(0) as usize);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(device);
-    let encoder = ResNetConfig {
+    let model = ResNetConfig {
         arch,
         stem: if size <= 64 {
             Stem::Cifar
@@ -98,26 +98,17 @@ fn main() -> Result<(), directclr::Error> {
         },
         width_multiplier: 1.0,
         zero_init_residual: true,
-    }
-    .build(&vs.root().sub("encoder"))?;
-    let head = Method::SimclrMlp {
+    };
+    let method = Method::SimclrMlp {
         hidden_dim: None,
         out_dim: 128,
-    }
-    .build(&vs.root().sub("head"), encoder.feat_dim())?;
+    };
+    let models = RunModels::build(&vs.root(), &model, &method, None)?;
     if let Some(file) = text("--save-init") {
-        let mut all: Vec<(String, Tensor)> = encoder
-            .named_tensors()
-            .iter()
-            .map(|(n, t)| (format!("encoder.{n}"), t.shallow_clone()))
-            .collect();
-        all.extend(
-            head.named_tensors()
-                .iter()
-                .map(|(n, t)| (format!("head.{n}"), t.shallow_clone())),
-        );
+        let all = models.checkpoint_tensors();
         save_safetensors(&file, &all)?;
     }
+    let RunModels { encoder, head, .. } = models;
     if channels_last {
         for (_, mut t) in vs.variables() {
             if t.dim() == 4 {

@@ -5,9 +5,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use directclr::eval::{
-    accuracies, extract, linear_probe, Classifier, ClassifierMeta, ProbeConfig, ProbeMode, Space,
-};
+use directclr::eval::{accuracies, extract, linear_probe, Classifier, ProbeConfig, ProbeMode};
 
 use super::eval_input::{extract_options, load_model, read_splits};
 use crate::cli_eval::ProbeArgs;
@@ -27,33 +25,11 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
                         a.model.run.display()
                     )
                 })?;
-                let get = |name: &str| {
-                    p.named_tensors()
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, t)| t.shallow_clone())
-                        .expect("the online probe has a weight and a bias")
-                };
-                let (w, b) = (get("weight"), get("bias"));
-                let classes = w.size()[0];
-                if classes != test.class_names().len() as i64 {
-                    anyhow::bail!(
-                        "the online probe of run `{}` predicts {classes} classes, the {what_test} \
-                         has {} classes",
-                        a.model.run.display(),
-                        test.class_names().len()
-                    );
-                }
-                Classifier {
-                    weight: w.shallow_clone(),
-                    bias: b,
-                    meta: ClassifierMeta {
-                        space: Space::Representation,
-                        slice: Default::default(),
-                        dim: w.size()[1],
-                        classes: test.class_names().to_vec(),
-                    },
-                }
+                Classifier::from_online_probe(
+                    p,
+                    test.class_names(),
+                    &format!("the online probe of run `{}`", a.model.run.display()),
+                )?
             }
         };
         classifier.check_classes(test.class_names(), &what_test)?;

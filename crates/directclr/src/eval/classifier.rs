@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::space::{FeatureSlice, Space};
-use crate::model::{read_safetensors, serialize_safetensors};
+use crate::model::{read_safetensors, serialize_safetensors, OnlineProbe};
 use crate::{Error, Result};
 
 /// Metadata key of a saved classifier.
@@ -50,6 +50,33 @@ impl Classifier {
             .f_set_requires_grad(true)?;
         let bias = Tensor::f_zeros([c], (Kind::Float, device))?.f_set_requires_grad(true)?;
         Ok(Classifier { weight, bias, meta })
+    }
+
+    /// The online probe of a run as a classifier of the whole representation r, predicting
+    /// `classes` (the evaluated dataset's class names, in label order).
+    ///
+    /// Errors: a class count other than the probe's.
+    pub fn from_online_probe(probe: &OnlineProbe, classes: &[String], what: &str) -> Result<Self> {
+        if probe.classes() != classes.len() as i64 {
+            return Err(Error::StateMismatch {
+                what: what.to_string(),
+                reason: format!(
+                    "the online probe predicts {} classes, the data has {}",
+                    probe.classes(),
+                    classes.len()
+                ),
+            });
+        }
+        Ok(Classifier {
+            weight: probe.weight().shallow_clone(),
+            bias: probe.bias().shallow_clone(),
+            meta: ClassifierMeta {
+                space: Space::Representation,
+                slice: FeatureSlice::default(),
+                dim: probe.feat_dim(),
+                classes: classes.to_vec(),
+            },
+        })
     }
 
     /// The logits of features `x` (`[N, dim]` → `[N, C]`).

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
 
 use super::space::Space;
-use crate::model::{load_state, read_safetensors, Head, OnlineProbe, ResNet};
+use crate::model::{
+    checkpoint_probe_classes, load_state, read_safetensors, Head, OnlineProbe, ResNet, RunModels,
+};
 use crate::train::{read_checkpoint, CheckedConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE};
 use crate::{Error, Result};
 
@@ -63,12 +65,8 @@ impl TrainedModel {
         let config = TrainConfig::from_file(&config_file)?.check()?;
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let encoder = config.config().model.build(&root.sub("encoder"))?;
-        let head = config
-            .config()
-            .method
-            .build(&root.sub("head"), config.feat_dim())?;
-        let (probe, head_loaded, epochs_done) = match weights {
+        let c = config.config();
+        let (models, head_loaded, epochs_done) = match weights {
             Weights::RunCheckpoint | Weights::Checkpoint(_) => {
                 let file = match weights {
                     Weights::Checkpoint(f) => f.clone(),
@@ -84,42 +82,30 @@ impl TrainedModel {
                     });
                 }
                 let ckpt = read_checkpoint(&file)?;
-                let what = |part: &str| format!("{part} from checkpoint `{}`", file.display());
-                load_state(
-                    encoder.named_tensors(),
-                    &ckpt.section("encoder."),
-                    &[],
-                    &what("encoder"),
-                )?;
-                load_state(
-                    head.named_tensors(),
-                    &ckpt.section("head."),
-                    &[],
-                    &what("projector"),
-                )?;
-                let probe_state = ckpt.section("probe.");
-                let probe = match probe_state.iter().find(|(n, _)| n == "weight") {
-                    Some((_, w)) => {
-                        let p =
-                            OnlineProbe::new(&root.sub("probe"), config.feat_dim(), w.size()[0])?;
-                        load_state(p.named_tensors(), &probe_state, &[], &what("online probe"))?;
-                        Some(p)
-                    }
-                    None => None,
-                };
-                (probe, true, Some(ckpt.progress.epoch))
+                // The probe is built only when the checkpoint holds one, at its class count.
+                let classes = checkpoint_probe_classes(&ckpt.tensors);
+                let models = RunModels::build(&root, &c.model, &c.method, classes)?;
+                models
+                    .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
+                (models, true, Some(ckpt.progress.epoch))
             }
             Weights::Encoder(file) => {
+                let models = RunModels::build(&root, &c.model, &c.method, None)?;
                 let state = read_safetensors(file)?;
                 load_state(
-                    encoder.named_tensors(),
+                    models.encoder.named_tensors(),
                     &state,
                     &["fc."],
                     &format!("encoder weights `{}`", file.display()),
                 )?;
-                (None, false, None)
+                (models, false, None)
             }
         };
+        let RunModels {
+            encoder,
+            head,
+            probe,
+        } = models;
         Ok(TrainedModel {
             config,
             run: run.to_path_buf(),

@@ -31,6 +31,7 @@ mod conv;
 mod probe;
 mod projector;
 mod resnet;
+mod run_models;
 mod state;
 
 pub use batch_norm::BatchNorm;
@@ -42,6 +43,7 @@ pub use projector::{
     DiagonalProjector, FixedLowRankProjector, Head, LinearProjector, MlpProjector, Projector,
 };
 pub use resnet::ResNet;
+pub use run_models::{checkpoint_probe_classes, Part, RunModels};
 pub use state::{
     load_state, read_safetensors, save_safetensors, serialize_safetensors, LoadReport,
 };

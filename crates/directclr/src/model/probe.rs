@@ -48,6 +48,26 @@ impl OnlineProbe {
         })
     }
 
+    /// The weight `[classes, D]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias `[classes]`.
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
+    /// The number of classes it predicts.
+    pub fn classes(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    /// Dimension D of the representation it reads.
+    pub fn feat_dim(&self) -> i64 {
+        self.weight.size()[1]
+    }
+
     /// Its `weight` and `bias` under those names.
     pub fn named_tensors(&self) -> &[(String, Tensor)] {
         &self.state

@@ -25,7 +25,7 @@ use super::run_dir::{
 use super::speed::ViewMaker;
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
 use crate::dist::Distributed;
-use crate::model::{load_state, Head, OnlineProbe, ResNet};
+use crate::model::{Part, RunModels};
 use crate::optim::{trainable_variables, Optimizer};
 use crate::precision::{to_channels_last, Autocast, LowPrecision};
 use crate::{Error, Result};
@@ -202,63 +202,26 @@ impl Window {
     }
 }
 
-/// The models of a run, built under one variable store.
+/// The models of a run and its optimiser, built under one variable store.
 struct Models {
     _vs: nn::VarStore,
-    encoder: ResNet,
-    head: Head,
-    probe: Option<OnlineProbe>,
+    run: RunModels,
     optimizer: Optimizer,
 }
 
 impl Models {
     /// Every tensor of the run's state under the checkpoint's prefixes.
     fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        let mut add = |prefix: &str, ts: &[(String, Tensor)]| {
-            out.extend(
-                ts.iter()
-                    .map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())),
-            )
-        };
-        add("encoder.", self.encoder.named_tensors());
-        add("head.", self.head.named_tensors());
-        if let Some(p) = &self.probe {
-            add("probe.", p.named_tensors());
-        }
-        add("momentum.", &self.optimizer.momentum_state());
+        let mut out = self.run.checkpoint_tensors();
+        out.extend(Part::Momentum.prefixed(&self.optimizer.momentum_state()));
         out
     }
 
     fn restore(&mut self, ckpt: &super::run_dir::Checkpoint, file: &Path) -> Result<()> {
-        let what = |part: &str| format!("{part} from checkpoint `{}`", file.display());
-        load_state(
-            self.encoder.named_tensors(),
-            &ckpt.section("encoder."),
-            &[],
-            &what("encoder"),
-        )?;
-        load_state(
-            self.head.named_tensors(),
-            &ckpt.section("head."),
-            &[],
-            &what("head"),
-        )?;
-        let probe = ckpt.section("probe.");
-        match &self.probe {
-            Some(p) => {
-                load_state(p.named_tensors(), &probe, &[], &what("probe"))?;
-            }
-            None if !probe.is_empty() => {
-                return Err(Error::StateMismatch {
-                    what: what("probe"),
-                    reason: "the checkpoint holds a probe, the run has none".into(),
-                })
-            }
-            None => {}
-        }
+        self.run
+            .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
         self.optimizer
-            .load_momentum_state(&ckpt.section("momentum."))
+            .load_momentum_state(&Part::Momentum.section(&ckpt.tensors))
     }
 
     /// A copy of the whole state as a checkpoint at step 0 (what a rollback before the first
@@ -411,17 +374,7 @@ pub fn train_distributed(
     tch::manual_seed(c.seed as i64);
     let vs = nn::VarStore::new(device);
     let root = vs.root();
-    let encoder = c.model.build(&root.sub("encoder"))?;
-    let head = c.method.build(&root.sub("head"), config.feat_dim())?;
-    let probe = if c.probe {
-        Some(OnlineProbe::new(
-            &root.sub("probe"),
-            config.feat_dim(),
-            classes,
-        )?)
-    } else {
-        None
-    };
+    let run_models = RunModels::build(&root, &c.model, &c.method, c.probe.then_some(classes))?;
     drop(init);
     // On CUDA: convolution weights channels-last (values unchanged), inputs likewise below.
     let cuda = matches!(device, tch::Device::Cuda(_));
@@ -450,9 +403,7 @@ pub fn train_distributed(
     }
     let mut models = Models {
         _vs: vs,
-        encoder,
-        head,
-        probe,
+        run: run_models,
         optimizer,
     };
 
@@ -540,17 +491,17 @@ pub fn train_distributed(
             let (loss, probe) = {
                 let _autocast = autocast.map(|d| Autocast::enter(device, d)).transpose()?;
                 let _sync_bn = dist.and_then(|d| d.sync_bn_scope());
-                let r1 = models.encoder.forward_t(&x1, true)?; // [n, D]
-                let r2 = models.encoder.forward_t(&x2, true)?; // [n, D]
-                let z1 = models.head.embed(&r1, true)?; // [n, d]
-                let z2 = models.head.embed(&r2, true)?; // [n, d]
-                                                        // Several processes: the loss of the global batch, from every rank's rows.
+                let r1 = models.run.encoder.forward_t(&x1, true)?; // [n, D]
+                let r2 = models.run.encoder.forward_t(&x2, true)?; // [n, D]
+                let z1 = models.run.head.embed(&r1, true)?; // [n, d]
+                let z2 = models.run.head.embed(&r2, true)?; // [n, d]
+                                                            // Several processes: the loss of the global batch, from every rank's rows.
                 let (z1, z2) = match dist {
                     Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
                     None => (z1, z2),
                 };
                 let loss = c.loss.loss(&z1, &z2)?; // []
-                let probe = match &models.probe {
+                let probe = match &models.run.probe {
                     Some(p) => Some(p.loss_and_accuracy(&r1, &views.upload(&batch.labels)?)?),
                     None => None,
                 };
@@ -648,7 +599,7 @@ pub fn train_distributed(
         }
         let rank = match monitor.as_mut() {
             Some(m) if m.due(epoch + 1, c.epochs) => {
-                let (snapshot, jumps) = m.measure(&models.encoder, &models.head, device)?;
+                let (snapshot, jumps) = m.measure(&models.run.encoder, &models.run.head, device)?;
                 for j in jumps {
                     on_event(&Event::Collapse(j));
                 }
@@ -677,7 +628,7 @@ pub fn train_distributed(
                     },
                     &guard.state()?,
                     &models.checkpoint_tensors(),
-                    models.encoder.named_tensors(),
+                    models.run.encoder.named_tensors(),
                 )?;
                 on_event(&Event::Checkpoint { epoch });
             }
