@@ -39,15 +39,21 @@ pub mod dataset;
 pub mod device_augment;
 pub mod idx;
 pub mod image_folder;
+pub mod labelled;
 pub mod loader;
 pub mod shard;
+pub mod source;
 pub mod stl10;
 
 pub use augment::{EvalTransform, Recipe, RecipeConfig, Transform, ViewConfig, ViewDraw};
 pub use dataset::{Dataset, ImageArray, ImageRef, Images, Layout, OwnedImage, UNLABELED};
 pub use device_augment::DeviceAugment;
+pub use labelled::{
+    eval_loader, eval_transform, read_labelled, read_labelled_first, EvalSplit, ExtractOptions,
+};
 pub use loader::{BadImagePolicy, Batch, Loader, LoaderConfig, OutputKind};
 pub use shard::Shard;
+pub use source::DataSource;
 
 use std::path::PathBuf;
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use super::space::{FeatureSlice, Space};
 use crate::model::{read_safetensors, serialize_safetensors, OnlineProbe};
+use crate::model::{FeatureSlice, Space};
 use crate::{Error, Result};
 
 /// Metadata key of a saved classifier.

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
-use super::space::Space;
 use super::trained::TrainedModel;
-use crate::data::{
-    BadImagePolicy, Dataset, EvalTransform, Loader, LoaderConfig, OutputKind, Shard, Transform,
-};
+use crate::data::{eval_loader, Dataset, EvalTransform, ExtractOptions, Transform};
+use crate::model::Space;
 use crate::Result;
 
 /// Features and labels of a split, on the CPU.
@@ -39,50 +37,6 @@ impl Features {
     pub fn dim(&self) -> i64 {
         self.x.size()[1]
     }
-}
-
-/// How to run an extraction.
-#[derive(Debug, Clone, Copy)]
-pub struct ExtractOptions {
-    /// Images per forward pass.
-    pub batch_size: usize,
-    /// Loader worker threads.
-    pub workers: usize,
-}
-
-impl Default for ExtractOptions {
-    fn default() -> Self {
-        ExtractOptions {
-            batch_size: 256,
-            workers: 2,
-        }
-    }
-}
-
-/// A loader over every sample of `dataset` (u8 output), in dataset order or shuffled per epoch.
-pub(crate) fn eval_loader(
-    dataset: Arc<Dataset>,
-    transform: Transform,
-    opts: &ExtractOptions,
-    device: Device,
-    (seed, shuffle): (u64, bool),
-) -> Result<Loader> {
-    Ok(Loader::new(
-        dataset,
-        transform,
-        LoaderConfig {
-            batch_size: opts.batch_size,
-            workers: opts.workers,
-            prefetch: 2,
-            seed,
-            shuffle,
-            drop_last: false,
-            shard: Shard::SINGLE,
-            output: OutputKind::U8,
-            pin_memory: device.is_cuda(),
-            bad_images: BadImagePolicy::Fail,
-        },
-    )?)
 }
 
 /// The features of every sample of `dataset` in `space`, through the deterministic evaluation

@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::classifier::{accuracies, Classifier, ClassifierMeta};
-use super::data::eval_transform;
-use super::features::{eval_loader, extract, ExtractOptions, Features};
-use super::space::{FeatureSlice, Space};
+use super::features::{extract, Features};
 use super::trained::TrainedModel;
+use crate::data::eval_transform;
+use crate::data::{eval_loader, ExtractOptions};
 use crate::data::{Dataset, Recipe, RecipeConfig, Transform, ViewConfig};
+use crate::model::{FeatureSlice, Space};
 use crate::optim::{OptimizerConfig, SgdConfig};
 use crate::{Error, Result};
 

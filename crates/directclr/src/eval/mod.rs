@@ -11,22 +11,23 @@
 //!   Figures 2, 7b and 9, overlays of runs.
 
 mod classifier;
-mod data;
 mod features;
 mod knn;
 mod linear_probe;
-mod space;
 mod spectrum;
 mod trained;
 
 pub use classifier::{accuracies, Classifier, ClassifierMeta};
-pub use data::{eval_transform, read_labelled, read_labelled_first, EvalSplit};
-pub(crate) use features::eval_loader;
-pub use features::{extract, ExtractOptions, Features};
+// The labelled splits and the feature spaces are the data's and the model's; re-exported here
+// where an evaluation's user looks for them.
+pub use crate::data::{
+    eval_transform, read_labelled, read_labelled_first, EvalSplit, ExtractOptions,
+};
+pub use crate::model::{FeatureSlice, Space};
+pub use features::{extract, Features};
 pub use knn::{knn, knn_votes, KnnConfig, KnnReport};
 pub use linear_probe::{
     linear_probe, probe_features, ProbeConfig, ProbeEpoch, ProbeMode, ProbeReport,
 };
-pub use space::{FeatureSlice, Space};
 pub use spectrum::{plot_spectra, write_spectra_csv, Spectrum};
 pub use trained::{TrainedModel, Weights};

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::space::Space;
 use crate::analysis::{embedding_moments, Moments, RankMetrics, RowNormalisation};
+use crate::model::Space;
 use crate::plot::{line_chart, LineChart, Palette, Series};
 use crate::{Error, Result};
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Tensor};
 
-use super::space::Space;
+use crate::model::Space;
 use crate::model::{
     checkpoint_probe_classes, load_state, read_safetensors, Head, OnlineProbe, ResNet, RunModels,
 };

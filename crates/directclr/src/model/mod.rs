@@ -32,6 +32,7 @@ mod probe;
 mod projector;
 mod resnet;
 mod run_models;
+mod space;
 mod state;
 
 pub use batch_norm::BatchNorm;
@@ -44,6 +45,7 @@ pub use projector::{
 };
 pub use resnet::ResNet;
 pub use run_models::{checkpoint_probe_classes, Part, RunModels};
+pub use space::{FeatureSlice, Space};
 pub use state::{
     load_state, read_safetensors, save_safetensors, serialize_safetensors, LoadReport,
 };

@@ -11,10 +11,12 @@ mod run_dir;
 mod speed;
 mod trainer;
 
+/// The dataset a run reads (declared in [`crate::data`]).
+pub use crate::data::DataSource;
 pub use augment::{AugmentConfig, CropAugment, ViewAugment};
 pub use config::{
-    differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, DataSource,
-    LogConfig, Overrides, PrecisionConfig, TrainConfig, MAX_IMAGE_SIZE, MAX_WIDTH_MULTIPLIER,
+    differing_fields, AutocastDtype, CheckedConfig, CheckpointConfig, DataConfig, LogConfig,
+    Overrides, PrecisionConfig, TrainConfig, MAX_IMAGE_SIZE, MAX_WIDTH_MULTIPLIER,
     RESUME_FREE_FIELDS,
 };
 pub use guard::{

@@ -9,10 +9,8 @@ use super::config::CheckedConfig;
 use crate::analysis::{RankMetrics, RankOptions, RowNormalisation, DEFAULT_COLLAPSE_THRESHOLD};
 use crate::data::augment::Normalize;
 use crate::data::Transform;
-use crate::eval::{
-    eval_loader, eval_transform, read_labelled_first, EvalSplit, ExtractOptions, Space,
-};
-use crate::model::{Head, ResNet};
+use crate::data::{eval_loader, eval_transform, read_labelled_first, EvalSplit, ExtractOptions};
+use crate::model::{Head, ResNet, Space};
 use crate::{Error, Result};
 
 /// The `[monitor]` table of a run.

@@ -1,5 +1,5 @@
-//! The labelled splits an evaluation reads, and the deterministic evaluation transform at a
-//! run's image size.
+//! The labelled splits an evaluation reads, the deterministic evaluation transform at a run's
+//! image size, and the loader over them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,9 +11,11 @@ use crate::data::cifar;
 use crate::data::idx::{self, IdxDataset};
 use crate::data::image_folder;
 use crate::data::stl10::{self, Stl10Split};
+use crate::data::DataSource;
 use crate::data::{dataset::Split, Dataset, EvalTransform};
-use crate::train::DataSource;
+use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard, Transform};
 use crate::{Error, Result};
+use tch::Device;
 
 /// Which labelled split of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,4 +117,49 @@ pub fn eval_transform(size: usize) -> EvalTransform {
         interpolation: Interpolation::Bilinear,
         normalize: Normalize::IMAGENET,
     }
+}
+
+/// How to run an extraction.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// Images per forward pass.
+    pub batch_size: usize,
+    /// Loader worker threads.
+    pub workers: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        ExtractOptions {
+            batch_size: 256,
+            workers: 2,
+        }
+    }
+}
+
+/// A loader over every sample of `dataset` (u8 output), in dataset order or shuffled per epoch
+/// (what the evaluations and the collapse monitor read).
+pub fn eval_loader(
+    dataset: Arc<Dataset>,
+    transform: Transform,
+    opts: &ExtractOptions,
+    device: Device,
+    (seed, shuffle): (u64, bool),
+) -> Result<Loader> {
+    Ok(Loader::new(
+        dataset,
+        transform,
+        LoaderConfig {
+            batch_size: opts.batch_size,
+            workers: opts.workers,
+            prefetch: 2,
+            seed,
+            shuffle,
+            drop_last: false,
+            shard: Shard::SINGLE,
+            output: OutputKind::U8,
+            pin_memory: device.is_cuda(),
+            bad_images: BadImagePolicy::Fail,
+        },
+    )?)
 }
