@@ -36,6 +36,7 @@ pub mod optim;
 pub mod plot;
 pub mod precision;
 pub mod reproduce;
+pub mod run;
 pub mod runtime;
 pub mod theory;
 pub mod train;

@@ -9,7 +9,7 @@ use crate::model::Space;
 use crate::model::{
     checkpoint_probe_classes, load_state, read_safetensors, Head, OnlineProbe, ResNet, RunModels,
 };
-use crate::train::{read_checkpoint, CheckedConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE};
+use crate::run::{read_checkpoint, CheckedConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE};
 use crate::{Error, Result};
 
 /// Where the weights of a [`TrainedModel`] come from.

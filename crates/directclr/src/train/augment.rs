@@ -148,7 +148,7 @@ impl AugmentConfig {
 }
 
 /// Splits an error message written by [`AugmentConfig`]'s deserialiser into (field, reason).
-pub(super) fn field_of_message(message: &str) -> Option<(&str, &str)> {
+pub(crate) fn field_of_message(message: &str) -> Option<(&str, &str)> {
     let (field, reason) = message.split_once(": ")?;
     (field.starts_with("augment.") && !field.contains(char::is_whitespace))
         .then_some((field, reason))

@@ -5,12 +5,12 @@
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::config::CheckedConfig;
 use crate::analysis::{RankMetrics, RankOptions, RowNormalisation, DEFAULT_COLLAPSE_THRESHOLD};
 use crate::data::augment::Normalize;
 use crate::data::Transform;
 use crate::data::{eval_loader, eval_transform, read_labelled_first, EvalSplit, ExtractOptions};
 use crate::model::{Head, ResNet, Space};
+use crate::run::CheckedConfig;
 use crate::{Error, Result};
 
 /// The `[monitor]` table of a run.

@@ -16,18 +16,18 @@ use std::time::Instant;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::config::{AutocastDtype, CheckedConfig};
 use super::guard::{Action, Guard, GuardLine, GuardState, OnFailure};
 use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
-use super::run_dir::{
-    read_checkpoint, Checkpoint, MetricsKind, MetricsLine, Opened, Progress, RunDir,
-};
+use super::run_dir::{MetricsKind, MetricsLine, Opened, RunDir};
 use super::speed::ViewMaker;
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
 use crate::dist::Distributed;
 use crate::model::{Part, RunModels};
 use crate::optim::{trainable_variables, Optimizer};
 use crate::precision::{to_channels_last, Autocast, LowPrecision};
+use crate::run::{
+    read_checkpoint, AutocastDtype, CheckedConfig, Checkpoint, Progress, CHECKPOINT_FILE,
+};
 use crate::{Error, Result};
 
 /// Held while a run seeds libtorch's process-wide generator and draws its initial weights, so
@@ -217,7 +217,7 @@ impl Models {
         out
     }
 
-    fn restore(&mut self, ckpt: &super::run_dir::Checkpoint, file: &Path) -> Result<()> {
+    fn restore(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<()> {
         self.run
             .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
         self.optimizer
@@ -413,7 +413,7 @@ pub fn train_distributed(
         Some(Opened::Fresh(run)) => (Some(run), 0, 0),
         Some(Opened::Resume(run, ckpt)) => {
             resumed_guard = ckpt.guard;
-            let file = run.path(super::run_dir::CHECKPOINT_FILE);
+            let file = run.path(CHECKPOINT_FILE);
             models.restore(&ckpt, &file)?;
             let Progress { epoch, step, .. } = ckpt.progress;
             if step != epoch * steps_per_epoch {
@@ -545,7 +545,7 @@ pub fn train_distributed(
                             return Err(guard.stop_error(&trip, epoch, &kept));
                         }
                     };
-                    let file = run.path(super::run_dir::CHECKPOINT_FILE);
+                    let file = run.path(CHECKPOINT_FILE);
                     let ckpt = match (last_checkpoint, &initial) {
                         (Some(_), _) => read_checkpoint(&file)?,
                         (None, Some(init)) => Checkpoint {

@@ -6,15 +6,15 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::augment::{self, AugmentConfig};
 use crate::data::{DataSource, Dataset};
 use crate::loss::InfoNce;
 use crate::method::Method;
 use crate::model::{ResNetConfig, Stem};
 use crate::optim::{OptimizerConfig, ScheduleConfig};
 use crate::runtime::DeviceSpec;
+use crate::train::augment::{self, AugmentConfig};
 
-use super::guard::GuardConfig;
+use crate::train::GuardConfig;
 use crate::{Error, Result};
 
 /// The data of a run.
@@ -137,7 +137,7 @@ pub struct TrainConfig {
     pub precision: PrecisionConfig,
     /// Speed levers (where augmentations run, fused optimiser, cuDNN benchmark, copies).
     #[serde(default)]
-    pub speed: super::speed::SpeedConfig,
+    pub speed: crate::train::SpeedConfig,
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
@@ -146,7 +146,7 @@ pub struct TrainConfig {
     pub log: LogConfig,
     /// Collapse monitoring (rank metrics of r and z on held-out images).
     #[serde(default)]
-    pub monitor: super::monitor::MonitorConfig,
+    pub monitor: crate::train::MonitorConfig,
     /// Data-parallel settings (used when launched as several processes).
     #[serde(default)]
     pub dist: crate::dist::DistConfig,
