@@ -189,18 +189,20 @@ fn print_depth(r: &DepthReport) {
 }
 
 fn print_projector(r: &ProjectorReport) {
-    println!("Section 6 — what the head does to the representation r (toy encoder); collapsed = eigenvalue of cov(r) < 1e-4 / 1e-6 × largest");
+    println!("Section 6 — what the head does to the representation r (toy encoder); collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 / 1e-6 × largest");
     println!("  {}", r.chance_rule);
-    println!("  mechanism                 head             L  act     eff. rank r (start → end)  collapsed 1e-4   collapsed 1e-6   final loss (chance)   left chance");
+    println!("  mechanism                 head             L  act     eff. rank r (start → end)  collapsed 1e-2   collapsed 1e-4   collapsed 1e-6   final loss (chance)   left chance");
     for s in &r.runs {
         println!(
-            "  {:<24}  {:<15}  {}  {:<6}  {:>6.2} → {:<6.2}            {:>2} → {:>2}          {:>2} → {:>2}          {:>7.4} ({:.3})      {}",
+            "  {:<24}  {:<15}  {}  {:<6}  {:>6.2} → {:<6.2}            {:>2} → {:>2}          {:>2} → {:>2}          {:>2} → {:>2}          {:>7.4} ({:.3})      {}",
             s.mechanism.name(),
             s.head.name(),
             s.layers,
             format!("{:?}", s.activation).to_lowercase(),
             s.r_effective_rank.0,
             s.r_effective_rank.1,
+            s.r_collapsed_1e2.0,
+            s.r_collapsed_1e2.1,
             s.r_collapsed_1e4.0,
             s.r_collapsed_1e4.1,
             s.r_collapsed_1e6.0,

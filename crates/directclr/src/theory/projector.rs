@@ -5,7 +5,7 @@
 //! ReLU between layers) is trained with the head between r and the loss; the encoder's data,
 //! initial weights, batches and noise are the same for every head (separate random streams).
 //! Measured over training and at the end: the covariance spectrum of r (Eqn 1), the number of
-//! collapsed dimensions of r at λ_k/λ₁ < 1e-4 and < 1e-6, the effective rank (RankMe) of r, the
+//! collapsed dimensions of r at λ_k/λ₁ < 1e-2, 1e-4 and 1e-6, the effective rank (RankMe) of r, the
 //! spectrum of z, and the loss against chance.
 //!
 //! Chance: both toy losses ([`super::ToyLoss`]) are N-way softmaxes (the positive and the N − 1
@@ -38,8 +38,11 @@ use crate::{
     Error, Result,
 };
 
-/// The two relative thresholds λ_k/λ₁ at which dimensions of r count as collapsed.
-pub const COLLAPSE_THRESHOLDS: [f64; 2] = [1e-4, 1e-6];
+/// The relative thresholds λ_k/λ₁ at which dimensions of r count as collapsed: 1e-2 is the
+/// threshold of `theory augmentation` (the toy's Section 4 collapse after 10⁴ steps at lr 1e-3
+/// reaches about 1e-2–1e-3 of λ₁, never 1e-4), 1e-4 that of Section 5, 1e-6 the float32 reading
+/// of [`crate::analysis::DEFAULT_COLLAPSE_THRESHOLD`].
+pub const COLLAPSE_THRESHOLDS: [f64; 3] = [1e-2, 1e-4, 1e-6];
 
 /// A run left chance when its final loss is below this fraction of ln N (N the batch size).
 pub const CHANCE_FRACTION: f64 = 0.9;
@@ -157,6 +160,8 @@ pub struct HeadRun {
     pub activation: Activation,
     /// Covariance eigenvalues of r at the end, descending.
     pub r_spectrum: Vec<f64>,
+    /// Collapsed dimensions of r at λ_k/λ₁ < 1e-2: (start, end).
+    pub r_collapsed_1e2: (usize, usize),
     /// Collapsed dimensions of r at λ_k/λ₁ < 1e-4: (start, end).
     pub r_collapsed_1e4: (usize, usize),
     /// Collapsed dimensions of r at λ_k/λ₁ < 1e-6: (start, end).
@@ -165,8 +170,9 @@ pub struct HeadRun {
     pub r_effective_rank: (f64, f64),
     /// Width of z.
     pub z_dim: usize,
-    /// Collapsed dimensions of z at λ_k/λ₁ < 1e-4 at the end (`None`: z = r).
-    pub z_collapsed_1e4: Option<usize>,
+    /// Collapsed dimensions of z at the end at each of [`COLLAPSE_THRESHOLDS`] (`None`: z = r).
+    /// Together with r's counts this shows where a head puts the collapse.
+    pub z_collapsed: Option<[usize; 3]>,
     /// Loss of the first step's batch.
     pub initial_loss: f64,
     /// Mean batch loss over the last [`FINAL_LOSS_WINDOW`] of the measurements.
@@ -187,7 +193,7 @@ pub struct ProjectorReport {
     /// One entry per mechanism × head, mechanism-major.
     pub runs: Vec<HeadRun>,
     /// The thresholds of the collapsed counts.
-    pub collapse_thresholds: [f64; 2],
+    pub collapse_thresholds: [f64; 3],
     /// What "left chance" means.
     pub chance_rule: String,
     /// The folder written.
@@ -217,6 +223,7 @@ fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun
         layers: run.config.layers,
         activation: run.config.activation,
         r_spectrum: last.embedding_spectrum.clone(),
+        r_collapsed_1e2: (collapsed(first, 1e-2), collapsed(last, 1e-2)),
         r_collapsed_1e4: (collapsed(first, 1e-4), collapsed(last, 1e-4)),
         r_collapsed_1e6: (collapsed(first, 1e-6), collapsed(last, 1e-6)),
         r_effective_rank: (rank_of(first)?, rank_of(last)?),
@@ -224,10 +231,10 @@ fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun
             .head_spectrum
             .as_ref()
             .map_or(run.config.dim, |s| s.len()),
-        z_collapsed_1e4: last
+        z_collapsed: last
             .head_spectrum
             .as_ref()
-            .map(|s| collapsed_dimensions(s, 1e-4)),
+            .map(|s| COLLAPSE_THRESHOLDS.map(|t| collapsed_dimensions(s, t))),
         initial_loss,
         final_loss,
         chance_loss,
@@ -237,7 +244,7 @@ fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun
 }
 
 /// Writes one run's folder: the common files, `r_metrics.csv` (step, loss, effective rank of
-/// r, collapsed counts at both thresholds), `z_spectrum.csv` and `r_spectrum_evolution.png`.
+/// r, collapsed counts at the three thresholds), `z_spectrum.csv` and `r_spectrum_evolution.png`.
 fn write_head_run(dir: &Path, run: &ToyRun) -> Result<()> {
     super::experiments::write_run(dir, run)?;
     write_json(&dir.join("head.json"), &run.head)?;
@@ -247,6 +254,7 @@ fn write_head_run(dir: &Path, run: &ToyRun) -> Result<()> {
             r.step.to_string(),
             r.loss.map(|l| l.to_string()).unwrap_or_default(),
             rank_of(r)?.to_string(),
+            collapsed_dimensions(&r.embedding_spectrum, 1e-2).to_string(),
             collapsed_dimensions(&r.embedding_spectrum, 1e-4).to_string(),
             collapsed_dimensions(&r.embedding_spectrum, 1e-6).to_string(),
         ]);
@@ -257,6 +265,7 @@ fn write_head_run(dir: &Path, run: &ToyRun) -> Result<()> {
             "step",
             "loss",
             "r_effective_rank",
+            "r_collapsed_1e-2",
             "r_collapsed_1e-4",
             "r_collapsed_1e-6",
         ]
@@ -382,11 +391,17 @@ pub fn projector(
             "activation",
             "r_effective_rank_start",
             "r_effective_rank_end",
+            "r_collapsed_1e-2_start",
+            "r_collapsed_1e-2_end",
             "r_collapsed_1e-4_start",
             "r_collapsed_1e-4_end",
             "r_collapsed_1e-6_start",
             "r_collapsed_1e-6_end",
             "r_log10_smallest_over_largest_end",
+            "z_dim",
+            "z_collapsed_1e-2_end",
+            "z_collapsed_1e-4_end",
+            "z_collapsed_1e-6_end",
             "initial_loss",
             "final_loss",
             "chance_loss",
@@ -404,17 +419,27 @@ pub fn projector(
                 format!("{:?}", s.activation).to_lowercase(),
                 s.r_effective_rank.0.to_string(),
                 s.r_effective_rank.1.to_string(),
+                s.r_collapsed_1e2.0.to_string(),
+                s.r_collapsed_1e2.1.to_string(),
                 s.r_collapsed_1e4.0.to_string(),
                 s.r_collapsed_1e4.1.to_string(),
                 s.r_collapsed_1e6.0.to_string(),
                 s.r_collapsed_1e6.1.to_string(),
                 log10(ratio).to_string(),
+                s.z_dim.to_string(),
+            ]
+            .into_iter()
+            .chain((0..3).map(|k| {
+                s.z_collapsed.map(|z| z[k].to_string()).unwrap_or_default() // empty: no head, z = r
+            }))
+            .chain([
                 s.initial_loss.to_string(),
                 s.final_loss.to_string(),
                 s.chance_loss.to_string(),
                 s.left_chance.to_string(),
                 s.train_seconds.to_string(),
-            ]
+            ])
+            .collect()
         }),
     )?;
     let report = ProjectorReport {
