@@ -201,7 +201,14 @@ pub struct ProjectorReport {
 }
 
 fn rank_of(record: &ToyRecord) -> Result<f64> {
-    effective_rank(&record.representation_singular_values)
+    let singular_values = record
+        .representation_singular_values
+        .as_deref()
+        .ok_or_else(|| Error::Numerical {
+            context: "theory projector".into(),
+            reason: "a run without singular values of r (train it with train_with_head)".into(),
+        })?;
+    effective_rank(singular_values)
 }
 
 /// The loss of the first step and the mean over the last window of measurements.

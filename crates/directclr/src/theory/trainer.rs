@@ -80,8 +80,9 @@ pub struct ToyRecord {
     /// samples (the embedding when there is no head).
     pub embedding_spectrum: Vec<f64>,
     /// Singular values (descending) of the [eval_samples, d] matrix of r, not centred: what
-    /// RankMe / effective rank reads.
-    pub representation_singular_values: Vec<f64>,
+    /// RankMe / effective rank reads (measured by [`train_with_head`] only: one more
+    /// eigen-decomposition per measurement, which [`train`] spares Sections 4–5).
+    pub representation_singular_values: Option<Vec<f64>>,
     /// Eigenvalues (descending) of the covariance of the head's output z on the same samples
     /// (`None` without a head).
     pub head_spectrum: Option<Vec<f64>>,
@@ -138,13 +139,18 @@ pub fn train(config: &ToyConfig) -> Result<ToyRun> {
 }
 
 /// Trains the toy encoder the config describes with `head` between its output r and the loss
-/// (Section 6); [`train`] is the case without a head.
+/// (Section 6), measuring also the singular values of r and the spectrum of z. With
+/// [`HeadKind::None`](super::HeadKind::None) the trajectory is that of [`train`].
 pub fn train_with_head(config: &ToyConfig, head: &HeadConfig) -> Result<ToyRun> {
     config.check()?;
     head.check(config.dim)?;
     match config.precision {
-        Precision::F32 => Trainer::<f32>::with_head(config, head).run(),
-        Precision::F64 => Trainer::<f64>::with_head(config, head).run(),
+        Precision::F32 => Trainer::<f32>::with_head(config, head)
+            .measuring_rank()
+            .run(),
+        Precision::F64 => Trainer::<f64>::with_head(config, head)
+            .measuring_rank()
+            .run(),
     }
 }
 
@@ -158,6 +164,7 @@ pub struct Trainer<T: Real> {
     /// The head between the encoder's output r and the loss.
     pub head: Head<T>,
     head_config: HeadConfig,
+    measure_rank: bool,
     batches: Xoshiro256PlusPlus,
     sampler: BatchSampler,
     noise: Xoshiro256PlusPlus,
@@ -200,12 +207,19 @@ impl<T: Real> Trainer<T> {
             net,
             head,
             head_config: *head_config,
+            measure_rank: false,
             batches: fast_stream(config.seed, Stream::Batches),
             sampler: BatchSampler::new(config.samples),
             scratch: None,
             noise: fast_stream(config.seed, Stream::Noise),
             measure: stream(config.seed, Stream::Measure),
         }
+    }
+
+    /// Also measure the singular values of r ([`ToyRecord::representation_singular_values`]).
+    pub fn measuring_rank(mut self) -> Self {
+        self.measure_rank = true;
+        self
     }
 
     /// The two views x + ε, x + ε' of the samples `idx`.
@@ -358,11 +372,15 @@ impl<T: Real> Trainer<T> {
         };
         let z = to_f64(&r_t);
         // Singular values of r from the eigenvalues of the (uncentred) Gram matrix rᵀr.
-        let representation_singular_values = sorted_symmetric_eigen(&z.tr_mul(&z))
-            .0
-            .iter()
-            .map(|v| v.max(0.0).sqrt())
-            .collect();
+        let representation_singular_values = self.measure_rank.then(|| {
+            let mut gram = DMatrix::zeros(d, d);
+            gemm(1.0, &z, Op::T, &z, Op::N, 0.0, &mut gram);
+            sorted_symmetric_eigen(&gram)
+                .0
+                .iter()
+                .map(|v| v.max(0.0).sqrt())
+                .collect()
+        });
         let weights: Vec<DMatrix<f64>> = self.net.layers.iter().map(to_f64).collect();
         let svds: Vec<_> = weights.iter().map(sorted_svd).collect();
         let layer_singular_values = svds.iter().map(|s| s.values.clone()).collect();
