@@ -110,3 +110,32 @@ fn impossible_head_settings_exit_non_zero_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn a_run_that_did_not_train_says_it_proves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = directclr()
+        .args([
+            "theory",
+            "projector",
+            "--mechanisms",
+            "implicit-regularization",
+            "--heads",
+            "none",
+            "--lr",
+            "1e-9",
+            "--steps",
+            "100",
+            "--samples",
+            "300",
+            "--eval-samples",
+            "100",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("proves nothing"), "{stdout}");
+}

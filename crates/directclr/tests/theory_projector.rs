@@ -363,6 +363,7 @@ fn the_report_covers_every_mechanism_and_head() {
         assert!(run.r_effective_rank.1 >= 1.0 && run.r_effective_rank.1 <= 16.0);
         assert_eq!(run.chance_loss, 128f64.ln());
         assert_eq!(run.left_chance, run.final_loss < 0.9 * run.chance_loss);
+        assert_eq!(run.trained, run.final_loss < 0.9 * run.initial_loss);
         let folder = dir.path().join(run.mechanism.name()).join(run.head.name());
         for f in ["r_metrics.csv", "spectrum.csv", "r_spectrum_evolution.png"] {
             assert!(folder.join(f).is_file(), "{}", folder.join(f).display());
@@ -373,4 +374,31 @@ fn the_report_covers_every_mechanism_and_head() {
     for f in ["summary.json", "summary.csv"] {
         assert!(dir.path().join(f).is_file());
     }
+}
+
+#[test]
+fn a_run_that_did_not_train_is_flagged() {
+    // lr 1e-9: the weights hardly move. Under implicit regularisation the untrained encoder's
+    // loss (≈ 3.3, views 0.001 apart, z not normalised) is already below 0.9 · ln 128 ≈ 4.37, so
+    // only `trained` tells that this r is its initialisation; at the normal lr both flags hold.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ProjectorSettings {
+        mechanisms: vec![Mechanism::ImplicitRegularization],
+        heads: vec![HeadKind::None],
+        ..Default::default()
+    };
+    let still = Overrides {
+        lr: Some(1e-9),
+        ..tiny(200)
+    };
+    let r = projector(&settings, &still, &dir.path().join("still")).unwrap();
+    let run = &r.runs[0];
+    assert!(
+        run.left_chance && !run.trained,
+        "initial {} final {}",
+        run.initial_loss,
+        run.final_loss
+    );
+    let r = projector(&settings, &tiny(200), &dir.path().join("moving")).unwrap();
+    assert!(r.runs[0].trained, "final {}", r.runs[0].final_loss);
 }

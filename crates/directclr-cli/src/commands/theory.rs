@@ -191,7 +191,7 @@ fn print_depth(r: &DepthReport) {
 fn print_projector(r: &ProjectorReport) {
     println!("Section 6 — what the head does to the representation r (toy encoder); collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 / 1e-6 × largest");
     println!("  {}", r.chance_rule);
-    println!("  mechanism                 head             L  act     eff. rank r (start → end)  collapsed 1e-2   collapsed 1e-4   collapsed 1e-6   final loss (chance)   left chance");
+    println!("  mechanism                 head             L  act     eff. rank r (start → end)  collapsed 1e-2   collapsed 1e-4   collapsed 1e-6   final loss (chance)   left chance / trained");
     for s in &r.runs {
         println!(
             "  {:<24}  {:<15}  {}  {:<6}  {:>6.2} → {:<6.2}            {:>2} → {:>2}          {:>2} → {:>2}          {:>2} → {:>2}          {:>7.4} ({:.3})      {}",
@@ -209,7 +209,11 @@ fn print_projector(r: &ProjectorReport) {
             s.r_collapsed_1e6.1,
             s.final_loss,
             s.chance_loss,
-            if s.left_chance { "yes" } else { "NO: r is its initialisation, proves nothing" }
+            match (s.left_chance, s.trained) {
+                (true, true) => "yes / yes",
+                (false, _) => "NO: never left chance, r is its initialisation and proves nothing",
+                (true, false) => "yes / NO: the loss did not fall, r is its initialisation and proves nothing",
+            }
         );
     }
     println!("  → {}", r.out.display());

@@ -12,7 +12,10 @@
 //! negatives of one view; not SimCLR's 2N − 1 candidates), so an encoder that tells nothing
 //! apart scores ln N with N the batch size. A run whose final loss is not below
 //! [`CHANCE_FRACTION`] · ln N never left chance: its r is its initialisation and proves nothing
-//! about the head.
+//! about the head. Since z is not normalised, the *initial* loss can already lie far below (or
+//! above) ln N — under implicit regularisation the two views differ by noise 0.001 and the
+//! untrained encoder scores about 3.3 < 0.9 · ln 128 — so a run must also have
+//! [`HeadRun::trained`]: its final loss below [`CHANCE_FRACTION`] × its first step's loss.
 //!
 //! Writes into `out`: `{mechanism}/{head}/` run folders (the files of
 //! [`super::experiments`], plus `r_metrics.csv` and `z_spectrum.csv`), per mechanism
@@ -181,6 +184,8 @@ pub struct HeadRun {
     pub chance_loss: f64,
     /// final_loss < [`CHANCE_FRACTION`] · chance_loss.
     pub left_chance: bool,
+    /// final_loss < [`CHANCE_FRACTION`] · initial_loss: training moved the loss.
+    pub trained: bool,
     /// Wall-clock seconds of training with its measurements (runs share the cores).
     pub train_seconds: f64,
 }
@@ -246,6 +251,7 @@ fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun
         final_loss,
         chance_loss,
         left_chance: final_loss < CHANCE_FRACTION * chance_loss,
+        trained: final_loss < CHANCE_FRACTION * initial_loss,
         train_seconds: seconds,
     })
 }
@@ -413,6 +419,7 @@ pub fn projector(
             "final_loss",
             "chance_loss",
             "left_chance",
+            "trained",
             "train_seconds",
         ]
         .map(String::from),
@@ -444,6 +451,7 @@ pub fn projector(
                 s.final_loss.to_string(),
                 s.chance_loss.to_string(),
                 s.left_chance.to_string(),
+                s.trained.to_string(),
                 s.train_seconds.to_string(),
             ])
             .collect()
@@ -454,9 +462,10 @@ pub fn projector(
         runs: summaries,
         collapse_thresholds: COLLAPSE_THRESHOLDS,
         chance_rule: format!(
-            "chance = ln N (N-way InfoNCE, N = batch); left chance = mean loss of the last {}% \
-             of measurements < {} × ln N",
+            "chance = ln N (N-way InfoNCE, N = batch); final loss = mean of the last {}% of \
+             measurements; left chance = final < {} × ln N; trained = final < {} × first step's loss",
             FINAL_LOSS_WINDOW * 100.0,
+            CHANCE_FRACTION,
             CHANCE_FRACTION
         ),
         out: out.into(),
