@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use directclr::runtime::DeviceSpec;
-use directclr::theory::{Precision, ToyLoss};
+use directclr::theory::{projector::Mechanism, Activation, HeadKind, Precision, ToyLoss};
 
 pub use crate::cli_eval::{KnnArgs, ProbeArgs, ReproduceArgs, SpectrumArgs};
 
@@ -111,6 +111,10 @@ pub enum TheoryCommand {
     Implicit(ImplicitArgs),
     /// Figure 6: more layers collapse more dimensions; ReLU between 2 layers alike.
     Depth(DepthArgs),
+    /// Section 6 / Table 1: each head (none, linear, nonlinear projector, DirectCLR, fixed
+    /// low-rank, diagonal) on a toy encoder, under both collapse mechanisms; reports the
+    /// spectrum and effective rank of the representation r and whether the loss left chance.
+    Projector(ProjectorArgs),
     /// All three experiments, each into a subfolder of --out.
     All(AllArgs),
 }
@@ -198,6 +202,40 @@ pub struct DepthArgs {
     pub max_layers: usize,
     /// Output folder.
     #[arg(long, default_value = "out/theory/depth")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory projector`.
+#[derive(Debug, Args)]
+pub struct ProjectorArgs {
+    /// Collapse mechanisms, comma-separated [both].
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mechanism::ALL)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Heads between r and the loss, comma-separated [all six].
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = HeadKind::ALL)]
+    pub heads: Vec<HeadKind>,
+    /// DirectCLR's d0: z = r[:d0] (1..=dim).
+    #[arg(long, default_value_t = 8)]
+    pub d0: usize,
+    /// Rank k of the fixed low-rank projector (1..=dim).
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// Noise std of strong augmentation [Section 4: 1.5 collapses].
+    #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
+    pub noise: f64,
+    /// How many of the last coordinates get strong-augmentation noise [paper: 8].
+    #[arg(long, default_value_t = 8)]
+    pub noisy_dims: usize,
+    /// Encoder depth L [1 for strong augmentation, 2 for implicit regularisation].
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Between encoder layers [linear].
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/projector")]
     pub out: PathBuf,
     #[command(flatten)]
     pub toy: ToyArgs,

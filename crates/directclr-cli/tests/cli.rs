@@ -11,7 +11,7 @@ fn help_explains_every_theory_command() {
     let out = directclr().args(["theory", "--help"]).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["augmentation", "implicit", "depth", "all"] {
+    for sub in ["augmentation", "implicit", "depth", "projector", "all"] {
         assert!(text.contains(sub), "{sub} missing from:\n{text}");
     }
 }

@@ -1,8 +1,9 @@
 //! `directclr theory …`: runs the toy experiments and prints their summaries.
 
 use anyhow::Context;
-use directclr::theory::experiments::{
-    self, AugmentationReport, DepthReport, ImplicitReport, Overrides,
+use directclr::theory::{
+    experiments::{self, AugmentationReport, DepthReport, ImplicitReport, Overrides},
+    projector::{self, ProjectorReport, ProjectorSettings},
 };
 
 use crate::cli::{TheoryCommand, ToyArgs};
@@ -69,6 +70,26 @@ pub fn run(cmd: TheoryCommand) -> anyhow::Result<()> {
             )
             .context("theory depth (Figure 6)")?;
             print_depth(&r);
+        }
+        TheoryCommand::Projector(a) => {
+            anyhow::ensure!(
+                a.toy.collapse_threshold.is_none(),
+                "invalid `collapse_threshold`: theory projector always counts at {:?}",
+                projector::COLLAPSE_THRESHOLDS
+            );
+            let settings = ProjectorSettings {
+                mechanisms: a.mechanisms.clone(),
+                heads: a.heads.clone(),
+                d0: a.d0,
+                rank: a.rank,
+                noise_std: a.noise,
+                noisy_dims: a.noisy_dims,
+                layers: a.layers,
+                activation: a.activation,
+            };
+            let r = projector::projector(&settings, &overrides(&a.toy), &a.out)
+                .context("theory projector (Section 6)")?;
+            print_projector(&r);
         }
         TheoryCommand::All(a) => {
             let o = overrides(&a.toy);
@@ -162,6 +183,37 @@ fn print_depth(r: &DepthReport) {
             format!("{:?}", run.activation),
             run.collapsed,
             run.final_loss.unwrap_or(f64::NAN)
+        );
+    }
+    println!("  → {}", r.out.display());
+}
+
+fn print_projector(r: &ProjectorReport) {
+    println!("Section 6 — what the head does to the representation r (toy encoder); collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 / 1e-6 × largest");
+    println!("  {}", r.chance_rule);
+    println!("  mechanism                 head             L  act     eff. rank r (start → end)  collapsed 1e-2   collapsed 1e-4   collapsed 1e-6   final loss (chance)   left chance / trained");
+    for s in &r.runs {
+        println!(
+            "  {:<24}  {:<15}  {}  {:<6}  {:>6.2} → {:<6.2}            {:>2} → {:>2}          {:>2} → {:>2}          {:>2} → {:>2}          {:>7.4} ({:.3})      {}",
+            s.mechanism.name(),
+            s.head.name(),
+            s.layers,
+            format!("{:?}", s.activation).to_lowercase(),
+            s.r_effective_rank.0,
+            s.r_effective_rank.1,
+            s.r_collapsed_1e2.0,
+            s.r_collapsed_1e2.1,
+            s.r_collapsed_1e4.0,
+            s.r_collapsed_1e4.1,
+            s.r_collapsed_1e6.0,
+            s.r_collapsed_1e6.1,
+            s.final_loss,
+            s.chance_loss,
+            match (s.left_chance, s.trained) {
+                (true, true) => "yes / yes",
+                (false, _) => "NO: never left chance, r is its initialisation and proves nothing",
+                (true, false) => "yes / NO: the loss did not fall, r is its initialisation and proves nothing",
+            }
         );
     }
     println!("  → {}", r.out.display());

@@ -75,16 +75,16 @@ impl Overrides {
     }
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("reports serialise");
     fs::write(path, text + "\n").map_err(|e| Error::io("cannot write", path, e))
 }
 
-fn write_csv(
+pub(super) fn write_csv(
     path: &Path,
     header: &[String],
     rows: impl IntoIterator<Item = Vec<String>>,
@@ -98,17 +98,17 @@ fn write_csv(
     w.flush().map_err(|e| Error::io("cannot write", path, e))
 }
 
-fn numbered(prefix: &str, n: usize) -> impl Iterator<Item = String> + '_ {
+pub(super) fn numbered(prefix: &str, n: usize) -> impl Iterator<Item = String> + '_ {
     (1..=n).map(move |k| format!("{prefix}{k}"))
 }
 
 /// log10 of a spectrum value, floored at 1e-30 (round-off can make eigenvalues ≤ 0).
-fn log10(v: f64) -> f64 {
+pub(super) fn log10(v: f64) -> f64 {
     v.max(1e-30).log10()
 }
 
 /// Writes the numbers of one run into `dir`.
-fn write_run(dir: &Path, run: &ToyRun) -> Result<()> {
+pub(super) fn write_run(dir: &Path, run: &ToyRun) -> Result<()> {
     create_dir(dir)?;
     let d = run.config.dim;
     write_json(&dir.join("config.json"), &run.config)?;
@@ -172,7 +172,7 @@ fn write_run(dir: &Path, run: &ToyRun) -> Result<()> {
 }
 
 /// One curve per rank k of a quantity measured over training, as log10.
-fn evolution(run: &ToyRun, values: impl Fn(&super::ToyRecord) -> &[f64]) -> Vec<Series> {
+pub(super) fn evolution(run: &ToyRun, values: impl Fn(&super::ToyRecord) -> &[f64]) -> Vec<Series> {
     let d = values(&run.records[0]).len();
     (0..d)
         .map(|k| Series {
@@ -186,7 +186,7 @@ fn evolution(run: &ToyRun, values: impl Fn(&super::ToyRecord) -> &[f64]) -> Vec<
         .collect()
 }
 
-fn spectrum_series(label: String, spectrum: &[f64]) -> Series {
+pub(super) fn spectrum_series(label: String, spectrum: &[f64]) -> Series {
     Series {
         label: Some(label),
         points: spectrum

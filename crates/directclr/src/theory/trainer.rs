@@ -17,6 +17,7 @@ use super::{
         x_matrix,
     },
     config::{NoiseSupport, Precision, ToyConfig},
+    head::{head_grads, Head, HeadConfig},
     real::{gemm, to_f64, Op, Real},
     toy_net::{Activation, ToyNet},
 };
@@ -30,6 +31,7 @@ enum Stream {
     Batches = 2,
     Noise = 3,
     Measure = 4,
+    Head = 5,
 }
 
 fn stream(seed: u64, s: Stream) -> ChaCha8Rng {
@@ -74,8 +76,16 @@ pub struct ToyRecord {
     pub step: usize,
     /// Loss of the last batch (`None` before the first step).
     pub loss: Option<f64>,
-    /// Eigenvalues (descending) of the covariance (Eqn 1) of the embeddings of fresh samples.
+    /// Eigenvalues (descending) of the covariance (Eqn 1) of the encoder's output r on fresh
+    /// samples (the embedding when there is no head).
     pub embedding_spectrum: Vec<f64>,
+    /// Singular values (descending) of the [eval_samples, d] matrix of r, not centred: what
+    /// RankMe / effective rank reads (measured by [`train_with_head`] only: one more
+    /// eigen-decomposition per measurement, which [`train`] spares Sections 4–5).
+    pub representation_singular_values: Option<Vec<f64>>,
+    /// Eigenvalues (descending) of the covariance of the head's output z on the same samples
+    /// (`None` without a head).
+    pub head_spectrum: Option<Vec<f64>>,
     /// Singular values (descending) of each layer, first layer first.
     pub layer_singular_values: Vec<Vec<f64>>,
     /// Diagonal dominance of A = V_{l+1}ᵀ U_l for each pair of adjacent layers.
@@ -91,6 +101,12 @@ pub struct ToyRecord {
 pub struct ToyRun {
     /// The settings.
     pub config: ToyConfig,
+    /// The head on top of the encoder.
+    pub head: HeadConfig,
+    /// The head's parameters (frozen ones included) at the start, in f64.
+    pub head_initial_weights: Vec<DMatrix<f64>>,
+    /// The head's parameters at the end, in f64.
+    pub head_weights: Vec<DMatrix<f64>>,
     /// Measurements at step 0, every `log_every` steps and at the end.
     pub records: Vec<ToyRecord>,
     /// The final weights in f64, first layer first. L × [d, d]
@@ -119,10 +135,22 @@ impl ToyRun {
 
 /// Trains the toy model the config describes, in its precision.
 pub fn train(config: &ToyConfig) -> Result<ToyRun> {
+    train_with_head(config, &HeadConfig::none())
+}
+
+/// Trains the toy encoder the config describes with `head` between its output r and the loss
+/// (Section 6), measuring also the singular values of r and the spectrum of z. With
+/// [`HeadKind::None`](super::HeadKind::None) the trajectory is that of [`train`].
+pub fn train_with_head(config: &ToyConfig, head: &HeadConfig) -> Result<ToyRun> {
     config.check()?;
+    head.check(config.dim)?;
     match config.precision {
-        Precision::F32 => Trainer::<f32>::new(config).run(),
-        Precision::F64 => Trainer::<f64>::new(config).run(),
+        Precision::F32 => Trainer::<f32>::with_head(config, head)
+            .measuring_rank()
+            .run(),
+        Precision::F64 => Trainer::<f64>::with_head(config, head)
+            .measuring_rank()
+            .run(),
     }
 }
 
@@ -131,8 +159,12 @@ pub struct Trainer<T: Real> {
     config: ToyConfig,
     /// The fixed training samples, row-major. [samples, d]
     data: Vec<T>,
-    /// The network.
+    /// The network (the encoder when there is a head).
     pub net: ToyNet<T>,
+    /// The head between the encoder's output r and the loss.
+    pub head: Head<T>,
+    head_config: HeadConfig,
+    measure_rank: bool,
     batches: Xoshiro256PlusPlus,
     sampler: BatchSampler,
     noise: Xoshiro256PlusPlus,
@@ -144,6 +176,13 @@ pub struct Trainer<T: Real> {
 impl<T: Real> Trainer<T> {
     /// Draws the data and the initial weights. The config must have passed [`ToyConfig::check`].
     pub fn new(config: &ToyConfig) -> Self {
+        Self::with_head(config, &HeadConfig::none())
+    }
+
+    /// [`Trainer::new`] with a head, drawn from its own random stream (so the data, the
+    /// encoder's initial weights and the batches are the same whatever the head). Both configs
+    /// must have passed their checks.
+    pub fn with_head(config: &ToyConfig, head_config: &HeadConfig) -> Self {
         let d = config.dim;
         let mut data_rng = stream(config.seed, Stream::Data);
         let data = (0..config.samples * d)
@@ -156,16 +195,31 @@ impl<T: Real> Trainer<T> {
             config.init,
             &mut stream(config.seed, Stream::Init),
         );
+        let head = Head::new(
+            head_config,
+            d,
+            config.init,
+            &mut stream(config.seed, Stream::Head),
+        );
         Trainer {
             config: config.clone(),
             data,
             net,
+            head,
+            head_config: *head_config,
+            measure_rank: false,
             batches: fast_stream(config.seed, Stream::Batches),
             sampler: BatchSampler::new(config.samples),
             scratch: None,
             noise: fast_stream(config.seed, Stream::Noise),
             measure: stream(config.seed, Stream::Measure),
         }
+    }
+
+    /// Also measure the singular values of r ([`ToyRecord::representation_singular_values`]).
+    pub fn measuring_rank(mut self) -> Self {
+        self.measure_rank = true;
+        self
     }
 
     /// The two views x + ε, x + ε' of the samples `idx`.
@@ -218,7 +272,9 @@ impl<T: Real> Trainer<T> {
         let loss;
         // A linear network is its product P = W_L···W_1: the step is Lemma 1 with Eqn 5,
         // G = ∂L/∂P = P·M (= −P·X), then ∂L/∂W_l from G; with ReLU, back-propagation.
-        let grads = if self.net.activation == Activation::Linear {
+        let mut head_updates = Vec::new();
+        let grads = if self.net.activation == Activation::Linear && matches!(self.head, Head::None)
+        {
             let p = self.net.product_t();
             let embed = |x: &DMatrix<T>| {
                 let mut z = DMatrix::zeros(x.nrows(), p.nrows());
@@ -233,22 +289,26 @@ impl<T: Real> Trainer<T> {
             self.scratch = Some(grad.into_scratch());
             self.net.grads_from_product(&g)
         } else {
-            let mut views = DMatrix::zeros(2 * b, self.config.dim);
-            views.rows_mut(0, b).copy_from(&x1);
-            views.rows_mut(b, b).copy_from(&x2);
-            let fwd = self.net.forward(&views);
-            let z = fwd.output();
-            let (z1, z2) = (z.rows(0, b).into_owned(), z.rows(b, b).into_owned());
-            let grad = self.checked_loss(&z1, &z2)?;
-            let (g1, g2) = grad.apply(&z1, &z2);
-            let mut dz = DMatrix::zeros(2 * b, self.config.dim);
-            dz.rows_mut(0, b).copy_from(&g1);
-            dz.rows_mut(b, b).copy_from(&g2);
-            loss = grad.loss;
-            self.net.backward(&fwd, dz)
+            // Back-propagation x → r → z (Section 6 heads; with no head and ReLU, z = r).
+            let g = head_grads(
+                &self.net,
+                &self.head,
+                self.config.loss,
+                self.config.temperature,
+                &x1,
+                &x2,
+                self.scratch.take(),
+            )?;
+            loss = g.loss;
+            self.scratch = Some(g.scratch);
+            head_updates = g.head;
+            g.encoder
         };
         let lr = T::of(self.config.lr);
         for (w, g) in self.net.layers.iter_mut().zip(grads) {
+            w.zip_apply(&g, |w, g| *w -= lr * g);
+        }
+        for (w, g) in self.head.parameters_mut().into_iter().zip(head_updates) {
             w.zip_apply(&g, |w, g| *w -= lr * g);
         }
         Ok(loss)
@@ -305,7 +365,22 @@ impl<T: Real> Trainer<T> {
         let mut fresh = vec![T::zero(); self.config.eval_samples * d];
         T::fill_standard_normal(&mut self.measure, &mut fresh);
         let fresh = DMatrix::from_vec(self.config.eval_samples, d, fresh);
-        let z = to_f64(&self.net.apply(&fresh));
+        let r_t = self.net.apply(&fresh);
+        let head_spectrum = match self.head {
+            Head::None => None,
+            _ => Some(covariance_eigenvalues(&to_f64(&self.head.forward(&r_t).z))),
+        };
+        let z = to_f64(&r_t);
+        // Singular values of r from the eigenvalues of the (uncentred) Gram matrix rᵀr.
+        let representation_singular_values = self.measure_rank.then(|| {
+            let mut gram = DMatrix::zeros(d, d);
+            gemm(1.0, &z, Op::T, &z, Op::N, 0.0, &mut gram);
+            sorted_symmetric_eigen(&gram)
+                .0
+                .iter()
+                .map(|v| v.max(0.0).sqrt())
+                .collect()
+        });
         let weights: Vec<DMatrix<f64>> = self.net.layers.iter().map(to_f64).collect();
         let svds: Vec<_> = weights.iter().map(sorted_svd).collect();
         let layer_singular_values = svds.iter().map(|s| s.values.clone()).collect();
@@ -324,6 +399,8 @@ impl<T: Real> Trainer<T> {
             step,
             loss,
             embedding_spectrum: covariance_eigenvalues(&z),
+            representation_singular_values,
+            head_spectrum,
             layer_singular_values,
             alignment,
             misalignment,
@@ -336,6 +413,7 @@ impl<T: Real> Trainer<T> {
     pub fn run(mut self) -> Result<ToyRun> {
         let cfg = self.config.clone();
         let initial_weights: Vec<DMatrix<f64>> = self.net.layers.iter().map(to_f64).collect();
+        let head_initial_weights = self.head.weights_f64();
         let (first, x_initial) = self.measure(0, None);
         let mut records = vec![first];
         let mut x_sum = x_initial.clone();
@@ -364,6 +442,9 @@ impl<T: Real> Trainer<T> {
         let x_mean = x_sum.map(|s| s / records.len() as f64);
         Ok(ToyRun {
             config: cfg,
+            head: self.head_config,
+            head_initial_weights,
+            head_weights: self.head.weights_f64(),
             records,
             weights,
             alignment,

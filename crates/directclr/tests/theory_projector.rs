@@ -1,0 +1,404 @@
+//! Section 6 in the theory lab: the heads' hand-written gradients against finite differences,
+//! the no-projector head against the existing toy experiments, DirectCLR's zero gradient
+//! outside z = r[:d0], the fixed projector frozen, and bad settings refused by name.
+
+use directclr::theory::{
+    experiments::{self, Overrides},
+    head::{head_grads, Head, HeadConfig, HeadKind},
+    projector::{projector, Mechanism, ProjectorSettings},
+    toy_net::{Activation, Init, ToyNet},
+    train_with_head, Precision, ToyConfig, ToyLoss,
+};
+use directclr::Error;
+use nalgebra::DMatrix;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const TAU: f64 = 0.1;
+
+/// Small f64 problem: an encoder of `layers` [d, d] layers and two noisy views of B points.
+fn problem(
+    d: usize,
+    b: usize,
+    layers: usize,
+    activation: Activation,
+    seed: u64,
+) -> (ToyNet<f64>, DMatrix<f64>, DMatrix<f64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let net = ToyNet::new(d, layers, activation, Init::Uniform, &mut rng);
+    let normal = |rng: &mut ChaCha8Rng| {
+        DMatrix::from_fn(b, d, |_, _| {
+            <f64 as directclr::theory::real::Real>::standard_normal(rng)
+        })
+    };
+    let x = normal(&mut rng);
+    let x1 = &x + normal(&mut rng) * 0.3;
+    let x2 = &x + normal(&mut rng) * 0.3;
+    (net, x1, x2)
+}
+
+fn head_of(kind: HeadKind, d: usize, seed: u64) -> Head<f64> {
+    let cfg = HeadConfig {
+        kind,
+        d0: 3,
+        rank: 2,
+    };
+    cfg.check(d).unwrap();
+    let mut head = Head::new(&cfg, d, Init::Uniform, &mut ChaCha8Rng::seed_from_u64(seed));
+    // Move the diagonal off its all-ones start so its gradient is checked at a generic point.
+    if let Head::Diagonal { w } = &mut head {
+        for (j, v) in w.iter_mut().enumerate() {
+            *v = 0.5 + 0.2 * j as f64;
+        }
+    }
+    head
+}
+
+/// The central difference [f(θ+h) − f(θ−h)]/(2h) differs from f'(θ) by at most
+/// h²·max|f'''|/6 (Taylor to third order) plus 2·δ/(2h) = δ/h from the rounding δ of each
+/// evaluation of f; with δ ≤ c·ε·max(|f|, 1): |FD − f'| ≤ h²|f'''|/6 + c·ε·max(|f|, 1)/h.
+/// |f'''| is estimated on the spot by the third difference with step H = 1e-2 (doubled, since
+/// it is a value near θ and not a maximum over [θ − h, θ + h]); c = 1000 covers the few hundred
+/// roundings of one loss evaluation at these sizes.
+const H_FD: f64 = 1e-5;
+const H_THIRD: f64 = 1e-2;
+const ROUNDING_OPS: f64 = 1e3;
+
+fn bound(f0: f64, third: f64) -> f64 {
+    H_FD * H_FD * 2.0 * third.abs() / 6.0 + ROUNDING_OPS * f64::EPSILON * f0.abs().max(1.0) / H_FD
+}
+
+/// Checks every entry of every encoder and head parameter; returns the largest error/bound.
+fn check_gradients(
+    net: &ToyNet<f64>,
+    head: &Head<f64>,
+    loss: ToyLoss,
+    x1: &DMatrix<f64>,
+    x2: &DMatrix<f64>,
+) -> f64 {
+    let g = head_grads(net, head, loss, TAU, x1, x2, None).unwrap();
+    let f = |net: &ToyNet<f64>, head: &Head<f64>| {
+        head_grads(net, head, loss, TAU, x1, x2, None).unwrap().loss
+    };
+    let mut worst: f64 = 0.0;
+    let mut checked = 0;
+    // Parameter p of (encoder layers, then head parameters), entry (i, j), shifted by s.
+    let n_enc = net.layers.len();
+    let n_head = head.parameters().len();
+    let shifted = |p: usize, i: usize, j: usize, s: f64| {
+        let (mut n, mut h) = (net.clone(), head.clone());
+        if p < n_enc {
+            n.layers[p][(i, j)] += s;
+        } else {
+            h.parameters_mut()[p - n_enc][(i, j)] += s;
+        }
+        f(&n, &h)
+    };
+    for p in 0..n_enc + n_head {
+        let analytic = if p < n_enc {
+            &g.encoder[p]
+        } else {
+            &g.head[p - n_enc]
+        };
+        for i in 0..analytic.nrows() {
+            for j in 0..analytic.ncols() {
+                let fd = (shifted(p, i, j, H_FD) - shifted(p, i, j, -H_FD)) / (2.0 * H_FD);
+                let third = (shifted(p, i, j, 2.0 * H_THIRD) - 2.0 * shifted(p, i, j, H_THIRD)
+                    + 2.0 * shifted(p, i, j, -H_THIRD)
+                    - shifted(p, i, j, -2.0 * H_THIRD))
+                    / (2.0 * H_THIRD.powi(3));
+                let err = (fd - analytic[(i, j)]).abs();
+                let b = bound(g.loss, third);
+                assert!(
+                    err <= b,
+                    "{:?} parameter {p} entry ({i}, {j}): analytic {} vs central difference {fd}, \
+                     error {err:.3e} > bound {b:.3e}",
+                    head.kind(),
+                    analytic[(i, j)]
+                );
+                worst = worst.max(err / b);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= n_enc * 36, "every entry was checked");
+    worst
+}
+
+#[test]
+fn every_head_gradient_matches_central_differences() {
+    let d = 6;
+    for (activation, loss) in [
+        (Activation::Linear, ToyLoss::Dot),
+        (Activation::Relu, ToyLoss::Distance),
+    ] {
+        let (net, x1, x2) = problem(d, 8, 2, activation, 1);
+        for kind in HeadKind::ALL {
+            let head = head_of(kind, d, 2);
+            let worst = check_gradients(&net, &head, loss, &x1, &x2);
+            println!("{activation:?} {loss:?} {kind:?}: worst error / bound {worst:.3}");
+        }
+    }
+}
+
+#[test]
+fn a_wrong_gradient_would_fail_the_bound() {
+    // The bound is tight enough to see a 1 % error in the linear projector's gradient: the
+    // gradient's entries exceed 100 × the bound.
+    let d = 6;
+    let (net, x1, x2) = problem(d, 8, 2, Activation::Linear, 1);
+    let head = head_of(HeadKind::Linear, d, 2);
+    let g = head_grads(&net, &head, ToyLoss::Dot, TAU, &x1, &x2, None).unwrap();
+    let largest = g.head[0].abs().max();
+    let loose = bound(g.loss, 1e4);
+    assert!(
+        0.01 * largest > 10.0 * loose,
+        "1 % of the largest entry {largest:.3e} vs bound {loose:.3e}"
+    );
+}
+
+#[test]
+fn no_head_through_back_propagation_equals_the_product_form() {
+    // The linear toy trains through P = W_L···W_1 (Lemma 1); the head path back-propagates.
+    // Same gradient up to f64 rounding.
+    let (net, x1, x2) = problem(6, 8, 3, Activation::Linear, 3);
+    let g = head_grads(&net, &Head::None, ToyLoss::Dot, TAU, &x1, &x2, None).unwrap();
+    let p = net.product_t();
+    let grad = ToyLoss::Dot.evaluate(&(&x1 * p.transpose()), &(&x2 * p.transpose()), TAU);
+    let m = grad.weight_coefficients(&x1, &x2);
+    let product = net.grads_from_product(&(&p * m));
+    for (a, b) in g.encoder.iter().zip(&product) {
+        let rel = (a - b).norm() / b.norm();
+        assert!(rel < 1e-12, "relative difference {rel:.3e}");
+    }
+}
+
+fn tiny(steps: usize) -> Overrides {
+    Overrides {
+        steps: Some(steps),
+        samples: Some(512),
+        eval_samples: Some(200),
+        log_every: Some(10),
+        ..Default::default()
+    }
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn no_projector_head_equals_the_existing_toy_experiments() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = tiny(60);
+    // Section 5: `theory implicit` (linear, L = 2) and `theory depth` (L = 2 with ReLU).
+    experiments::implicit_regularization(2, 1e-4, &o, &dir.path().join("implicit")).unwrap();
+    experiments::depth(2, 1e-4, &o, &dir.path().join("depth")).unwrap();
+    for activation in [Activation::Linear, Activation::Relu] {
+        let settings = ProjectorSettings {
+            mechanisms: vec![Mechanism::ImplicitRegularization],
+            heads: vec![HeadKind::None, HeadKind::Linear],
+            activation: Some(activation),
+            ..Default::default()
+        };
+        let out = dir.path().join(format!("projector-{activation:?}"));
+        projector(&settings, &o, &out).unwrap();
+        let ours = out.join("implicit-regularization/none");
+        let theirs = match activation {
+            Activation::Linear => dir.path().join("implicit"),
+            Activation::Relu => dir.path().join("depth/L2-relu"),
+        };
+        for file in [
+            "spectrum.csv",
+            "singular_values_layer1.csv",
+            "singular_values_layer2.csv",
+        ] {
+            assert_eq!(
+                read(&ours.join(file)),
+                read(&theirs.join(file)),
+                "{activation:?} {file}"
+            );
+        }
+        // The linear head changes the trajectory (so the comparison can fail).
+        let linear = out.join("implicit-regularization/linear");
+        assert_ne!(
+            read(&linear.join("singular_values_layer1.csv")),
+            read(&ours.join("singular_values_layer1.csv"))
+        );
+    }
+    // Section 4: `theory augmentation` estimates X from the measurement stream, so its spectra
+    // come from other fresh samples; the weights' trajectory is the same.
+    experiments::strong_augmentation(&[1.5], 8, 1e-2, &o, &dir.path().join("aug")).unwrap();
+    let settings = ProjectorSettings {
+        mechanisms: vec![Mechanism::StrongAugmentation],
+        heads: vec![HeadKind::None],
+        ..Default::default()
+    };
+    projector(&settings, &o, &dir.path().join("projector-aug")).unwrap();
+    assert_eq!(
+        read(&dir.path().join("aug/noise-1.5/singular_values_layer1.csv")),
+        read(
+            &dir.path()
+                .join("projector-aug/strong-augmentation/none/singular_values_layer1.csv")
+        )
+    );
+}
+
+#[test]
+fn direct_clr_gradient_is_zero_outside_the_first_d0_coordinates() {
+    let d = 6;
+    let (net, x1, x2) = problem(d, 8, 2, Activation::Relu, 4);
+    let head = head_of(HeadKind::DirectClr, d, 5);
+    let g = head_grads(&net, &head, ToyLoss::Dot, TAU, &x1, &x2, None).unwrap();
+    let dr = &g.representation;
+    assert!(dr.columns(0, 3).abs().max() > 0.0);
+    assert!(dr.columns(3, d - 3).iter().all(|&v| v == 0.0));
+    // Hence the last layer's rows d0.. get no gradient; the first layer's do (shared weights).
+    assert!(g.encoder[1].rows(3, d - 3).iter().all(|&v| v == 0.0));
+    assert!(g.encoder[0].abs().max() > 0.0);
+
+    // Over a whole run: W_L[d0:] stays at its initial value, bit for bit.
+    let mut c = ToyConfig::implicit_regularization(2);
+    c.steps = 50;
+    c.samples = 256;
+    c.eval_samples = 100;
+    let head = HeadConfig {
+        kind: HeadKind::DirectClr,
+        d0: 5,
+        rank: 1,
+    };
+    let run = train_with_head(&c, &head).unwrap();
+    let (w0, wt) = (&run.initial_weights[1], &run.weights[1]);
+    assert_eq!(w0.rows(5, 11), wt.rows(5, 11));
+    assert_ne!(w0.rows(0, 5), wt.rows(0, 5));
+    assert_eq!(run.last().head_spectrum.as_ref().unwrap().len(), 5);
+}
+
+#[test]
+fn fixed_low_rank_projector_is_not_updated() {
+    let mut c = ToyConfig::strong_augmentation(1.5);
+    c.steps = 50;
+    c.samples = 256;
+    c.eval_samples = 100;
+    c.x_batches = 0;
+    c.precision = Precision::F64;
+    let head = HeadConfig {
+        kind: HeadKind::FixedLowRank,
+        d0: 1,
+        rank: 4,
+    };
+    let run = train_with_head(&c, &head).unwrap();
+    assert_eq!(run.head_weights, run.head_initial_weights);
+    assert_ne!(run.weights, run.initial_weights, "the encoder trained");
+    // Rank 4: singular values 1 ×4, then 0.
+    let s = run.head_weights[0]
+        .clone()
+        .svd(false, false)
+        .singular_values;
+    let mut s: Vec<f64> = s.iter().copied().collect();
+    s.sort_by(|a, b| b.total_cmp(a));
+    assert!(s[..4].iter().all(|v| (v - 1.0).abs() < 1e-12), "{s:?}");
+    assert!(s[4..].iter().all(|v| v.abs() < 1e-12), "{s:?}");
+    // The trainable heads do move.
+    for kind in [HeadKind::Linear, HeadKind::Nonlinear, HeadKind::Diagonal] {
+        let run = train_with_head(&c, &HeadConfig { kind, ..head }).unwrap();
+        assert_ne!(run.head_weights, run.head_initial_weights, "{kind:?}");
+    }
+}
+
+#[test]
+fn bad_head_settings_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (settings, field) in [
+        (
+            ProjectorSettings {
+                d0: 17,
+                ..Default::default()
+            },
+            "d0",
+        ),
+        (
+            ProjectorSettings {
+                rank: 0,
+                ..Default::default()
+            },
+            "rank",
+        ),
+        (
+            ProjectorSettings {
+                heads: vec![],
+                ..Default::default()
+            },
+            "heads",
+        ),
+        (
+            ProjectorSettings {
+                noisy_dims: 20,
+                ..Default::default()
+            },
+            "noisy_dims",
+        ),
+    ] {
+        match projector(&settings, &tiny(10), dir.path()) {
+            Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("{field}: expected a config error, got {other:?}"),
+        }
+    }
+    // Nothing was trained or written for a refused setting.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn the_report_covers_every_mechanism_and_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = projector(&ProjectorSettings::default(), &tiny(30), dir.path()).unwrap();
+    assert_eq!(r.runs.len(), 12);
+    for run in &r.runs {
+        let expected_z = if run.head == HeadKind::DirectClr {
+            8
+        } else {
+            16
+        };
+        assert_eq!(run.z_dim, expected_z, "{:?}", run.head);
+        assert!(run.r_effective_rank.1 >= 1.0 && run.r_effective_rank.1 <= 16.0);
+        assert_eq!(run.chance_loss, 128f64.ln());
+        assert_eq!(run.left_chance, run.final_loss < 0.9 * run.chance_loss);
+        assert_eq!(run.trained, run.final_loss < 0.9 * run.initial_loss);
+        let folder = dir.path().join(run.mechanism.name()).join(run.head.name());
+        for f in ["r_metrics.csv", "spectrum.csv", "r_spectrum_evolution.png"] {
+            assert!(folder.join(f).is_file(), "{}", folder.join(f).display());
+        }
+        // r_metrics.csv has the step-0 row, one per 10 steps: 1 + 3 rows.
+        assert_eq!(read(&folder.join("r_metrics.csv")).lines().count(), 1 + 4);
+    }
+    for f in ["summary.json", "summary.csv"] {
+        assert!(dir.path().join(f).is_file());
+    }
+}
+
+#[test]
+fn a_run_that_did_not_train_is_flagged() {
+    // lr 1e-9: the weights hardly move. Under implicit regularisation the untrained encoder's
+    // loss (≈ 3.3, views 0.001 apart, z not normalised) is already below 0.9 · ln 128 ≈ 4.37, so
+    // only `trained` tells that this r is its initialisation; at the normal lr both flags hold.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ProjectorSettings {
+        mechanisms: vec![Mechanism::ImplicitRegularization],
+        heads: vec![HeadKind::None],
+        ..Default::default()
+    };
+    let still = Overrides {
+        lr: Some(1e-9),
+        ..tiny(200)
+    };
+    let r = projector(&settings, &still, &dir.path().join("still")).unwrap();
+    let run = &r.runs[0];
+    assert!(
+        run.left_chance && !run.trained,
+        "initial {} final {}",
+        run.initial_loss,
+        run.final_loss
+    );
+    let r = projector(&settings, &tiny(200), &dir.path().join("moving")).unwrap();
+    assert!(r.runs[0].trained, "final {}", r.runs[0].final_loss);
+}
