@@ -71,20 +71,21 @@ struct Agreement {
 
 /// At most this fraction of a checkpoint's entries may lie beyond [`BATCH_ORDER_BOUND`] for
 /// two runs to agree to rounding. The bound is per reduction and holds where the computation
-/// is smooth; a ReLU is not: where a pre-activation lies within its rounding error of 0 (the
-/// tiny run has ~3.4·10⁶ ReLU inputs in 3 steps, BN-normalised, density ≤ 0.4 at 0, rounding
-/// ~1e-7 typical and ≤ 36·ε32 ≈ 4e-6 worst case for a 3×3×4 convolution: ~0.3 flips expected a
-/// run, ≤ ~11 worst case), the two runs take the two sides of the kink, and that one element's
-/// upstream gradient enters one run's sums and not the other's. The gradient jumps there
-/// (Lipschitz losses, discontinuous gradients), and the momentum carries the jump.
-/// Seen (ATEN_CPU_CAPABILITY=default, a 2-process checkpoint resumed by 1 process at 1 thread):
-/// one flip in channel 1 of layer3.1's output, 5.6e-5 in momentum.layer3.1.bn2.bias[1] and
-/// 3.4e-5 in its weight, 2.3e-5 and 1.0e-5 upstream, 5 of 89,864 entries beyond the bound;
-/// the same checkpoint resumed at 2 threads, and 3 other realisations, crossed no kink (≤ 1.5e-6).
-/// So the assertion allows a few such entries: 1% is ~180 flips' worth at 5 entries each,
-/// far above the worst case, while a wrong resume (data order, schedule step, momentum, BN
-/// statistics or RNG not restored) or a wrong all-reduce moves every tensor (without
-/// synchronised BN: 43,777 of 89,864 entries, up to 1.26).
+/// is smooth; a ReLU is not. Where a pre-activation lies within its rounding error of 0, two
+/// runs can take the two sides of the kink, and that one element's upstream gradient enters
+/// one run's sums and not the other's: the loss is continuous there, its gradient jumps, and
+/// the momentum carries the jump. The tiny run has ~1.1·10⁶ ReLU inputs a step (2 views × 16
+/// images × 34,816), BN-normalised (density ≈ 0.4 at 0), with rounding ~1e-7 typical and
+/// ≤ 36·ε32 ≈ 4e-6 for a 3×3×4 convolution: ~0.1 flips a step expected, ≤ ~4 worst case.
+/// Seen (ATEN_CPU_CAPABILITY=default, a 2-process checkpoint resumed by 1 process at 1 thread),
+/// the signature of one flip in channel 1 of layer3.1's output: 5.6e-5 in the momentum of
+/// layer3.1.bn2.bias[1], 3.4e-5 in that of its weight, 2.3e-5 and 1.0e-5 upstream; 5 of
+/// 89,864 entries beyond the bound. The same checkpoint resumed at 2 threads, and 3 other
+/// realisations, crossed no kink (≤ 1.5e-6). So the assertion allows a few such entries: 1%
+/// is ~180 flips' worth at 5 entries each, above the worst case of 6 steps (~24), while a wrong
+/// resume (data order, schedule step, momentum, BN statistics or RNG not restored) or a wrong
+/// all-reduce moves whole tensors (without synchronised BN: 43,777 of 89,864 entries, up to
+/// 1.26).
 const KINK_FRACTION: f64 = 0.01;
 
 impl Agreement {
