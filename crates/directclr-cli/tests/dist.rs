@@ -43,7 +43,7 @@ fn train(config: &Path, out: &Path, extra: &[&str]) -> Command {
 /// float32's machine epsilon.
 const EPS32: f64 = f32::EPSILON as f64;
 
-/// The bound on [`max_difference`] between runs that sum the same global batch of 16 in
+/// The bound on each entry's difference ([`agreement`]) between runs that sum the same global batch of 16 in
 /// another order (1 process against 2 with synchronised BN, or a resume with another number
 /// of processes). Every gradient, BN statistic and loss is an f32 reduction over the global
 /// batch; each image's contribution is computed alike, and only how the 16 are combined
@@ -56,25 +56,108 @@ const EPS32: f64 = f32::EPSILON as f64;
 /// synchronised BN: 1.26.
 const BATCH_ORDER_BOUND: f64 = 4.7 * 16.0 * EPS32;
 
-/// The largest |a − b| / max(1, max |a|) over the tensors of two checkpoints (weights, BN
-/// buffers, momentum), and the largest |a|.
-fn max_difference(a: &Path, b: &Path) -> (f64, f64) {
+/// How two checkpoints (weights, BN buffers, momentum) agree, entry by entry, each difference
+/// taken relative to max(1, max |a|) of its tensor.
+struct Agreement {
+    /// The largest relative difference.
+    max: f64,
+    /// The largest |a|.
+    scale: f64,
+    /// How many entries differ by more than [`BATCH_ORDER_BOUND`].
+    over: i64,
+    /// How many entries there are (89,864 in the tiny run).
+    entries: i64,
+}
+
+/// At most this fraction of a checkpoint's entries may lie beyond [`BATCH_ORDER_BOUND`] for
+/// two runs to agree to rounding. The bound is per reduction and holds where the computation
+/// is smooth; a ReLU is not. Where a pre-activation lies within its rounding error of 0, two
+/// runs can take the two sides of the kink, and that one element's upstream gradient enters
+/// one run's sums and not the other's: the loss is continuous there, its gradient jumps, and
+/// the momentum carries the jump. The tiny run has ~1.1·10⁶ ReLU inputs a step (2 views × 16
+/// images × 34,816), BN-normalised (density ≈ 0.4 at 0), with rounding ~1e-7 typical and
+/// ≤ 36·ε32 ≈ 4e-6 for a 3×3×4 convolution: ~0.1 flips a step expected, ≤ ~4 worst case.
+/// Seen (ATEN_CPU_CAPABILITY=default, a 2-process checkpoint resumed by 1 process at 1 thread),
+/// the signature of one flip in channel 1 of layer3.1's output: 5.6e-5 in the momentum of
+/// layer3.1.bn2.bias[1], 3.4e-5 in that of its weight, 2.3e-5 and 1.0e-5 upstream; 5 of
+/// 89,864 entries beyond the bound. The same checkpoint resumed at 2 threads, and 3 other
+/// realisations, crossed no kink (≤ 1.5e-6). So the assertion allows a few such entries: 1%
+/// is ~180 flips' worth at 5 entries each, above the worst case of 6 steps (~24), while a wrong
+/// resume (data order, schedule step, momentum, BN statistics or RNG not restored) or a wrong
+/// all-reduce moves whole tensors (without synchronised BN: 43,777 of 89,864 entries, up to
+/// 1.26).
+const KINK_FRACTION: f64 = 0.01;
+
+impl Agreement {
+    /// Whether all but [`KINK_FRACTION`] of the entries agree within [`BATCH_ORDER_BOUND`].
+    fn to_rounding(&self) -> bool {
+        (self.over as f64) <= KINK_FRACTION * self.entries as f64
+    }
+}
+
+impl std::fmt::Display for Agreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "largest difference {:e}, {} of {} entries beyond {BATCH_ORDER_BOUND:e}",
+            self.max, self.over, self.entries
+        )
+    }
+}
+
+/// Compares the checkpoints of two run folders (same progress, same tensors).
+fn agreement(a: &Path, b: &Path) -> Agreement {
     let a = read_checkpoint(&a.join("checkpoint.safetensors")).unwrap();
     let b = read_checkpoint(&b.join("checkpoint.safetensors")).unwrap();
     assert_eq!(a.progress, b.progress);
     assert_eq!(a.tensors.len(), b.tensors.len());
-    let (mut diff, mut scale) = (0f64, 0f64);
+    let mut out = Agreement {
+        max: 0.0,
+        scale: 0.0,
+        over: 0,
+        entries: 0,
+    };
     for ((na, ta), (nb, tb)) in a.tensors.iter().zip(&b.tensors) {
         assert_eq!(na, nb);
         assert_eq!(ta.size(), tb.size(), "{na}");
         let ta = ta.to_kind(tch::Kind::Double);
         let tb = tb.to_kind(tch::Kind::Double);
-        let d = (&ta - &tb).abs().max().double_value(&[]);
         let s = ta.abs().max().double_value(&[]);
-        diff = diff.max(d / s.max(1.0));
-        scale = scale.max(s);
+        let d = (&ta - &tb).abs() / s.max(1.0);
+        out.max = out.max.max(d.max().double_value(&[]));
+        out.scale = out.scale.max(s);
+        out.over += d
+            .gt(BATCH_ORDER_BOUND)
+            .sum(tch::Kind::Int64)
+            .int64_value(&[]);
+        out.entries += ta.numel() as i64;
     }
-    (diff, scale)
+    out
+}
+
+/// The logged losses and learning rates of a run, line by line.
+fn losses_and_rates(p: &Path) -> Vec<(f64, f64)> {
+    std::fs::read_to_string(p.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v = serde_json::from_str::<serde_json::Value>(l).unwrap();
+            (v["loss"].as_f64().unwrap(), v["lr"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// Whether two runs' logged losses agree to rounding: the InfoNCE ℓ (≈ 3.4) is a mean over
+/// the 32 rows, summed 16 + 16 against 32 at once (≤ 32·ε32·ℓ), of logits from embeddings
+/// that differ as the weights do (≤ 16·ε32, as in [`BATCH_ORDER_BOUND`]): ≤ 48·ε32·ℓ ≈ 2e-5.
+/// A kink crossed (see [`KINK_FRACTION`]) moves the weights by lr × the momentum's jump
+/// (≤ 0.05·5.6e-5 seen), and a loss is Lipschitz in the weights: no jump. Was 1e-5
+/// absolute, below that; seen 7.2e-7.
+fn losses_agree(a: &[(f64, f64)], b: &[(f64, f64)]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((la, _), (lb, _))| (la - lb).abs() <= 48.0 * EPS32 * lb.abs())
 }
 
 #[test]
@@ -87,44 +170,22 @@ fn two_processes_with_sync_bn_hold_the_weights_of_one_process() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("data-parallel: 2 processes"));
 
     // 6 steps of LARS on the global batch of 16: the same weights, buffers and momentum.
-    let (diff, scale) = max_difference(&one, &two);
-    eprintln!("2 processes against 1: {diff:e}");
-    assert!(scale > 0.1, "{scale}");
-    // Was 1e-6: below the bound, and only 1.4× the 7.2e-7 seen.
-    assert!(
-        diff < BATCH_ORDER_BOUND,
-        "2 processes differ from 1 by {diff:e}"
-    );
+    let agree = agreement(&one, &two);
+    eprintln!("2 processes against 1: {agree}");
+    assert!(agree.scale > 0.1, "{}", agree.scale);
+    // Was max < 1e-6: below the bound, and only 1.4× the 7.2e-7 seen; now the bound, with a
+    // ReLU kink crossed allowed for (KINK_FRACTION).
+    assert!(agree.to_rounding(), "2 processes against 1: {agree}");
 
     // The global InfoNCE is logged, the same as on one process.
-    let loss = |p: &Path| -> Vec<f64> {
-        std::fs::read_to_string(p.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
-                    .as_f64()
-                    .unwrap()
-            })
-            .collect()
-    };
-    let (l1, l2) = (loss(&one), loss(&two));
+    let (l1, l2) = (losses_and_rates(&one), losses_and_rates(&two));
     let worst = l1
         .iter()
         .zip(&l2)
-        .map(|(a, b)| (a - b).abs())
+        .map(|(a, b)| (a.0 - b.0).abs())
         .fold(0.0, f64::max);
     eprintln!("losses of 2 processes against 1: {worst:e}");
-    assert_eq!(l1.len(), l2.len());
-    // The InfoNCE ℓ (≈ 3.4) is a mean over the 32 rows, summed 16 + 16 against 32 at once
-    // (≤ 32·ε32·ℓ), of logits from embeddings that differ as the weights do (≤ 16·ε32, as in
-    // BATCH_ORDER_BOUND): ≤ 48·ε32·ℓ ≈ 2e-5. Was 1e-5 absolute, below that; seen 4.8e-7.
-    assert!(
-        l1.iter()
-            .zip(&l2)
-            .all(|(a, b)| (a - b).abs() <= 48.0 * EPS32 * b.abs()),
-        "{l1:?} {l2:?}"
-    );
+    assert!(losses_agree(&l1, &l2), "{l1:?} {l2:?}");
     // Rank 0 alone writes the run folder: one line per step and epoch, no duplicates.
     assert_eq!(l2.len(), 6 + 2);
 }
@@ -137,10 +198,12 @@ fn without_sync_bn_two_processes_differ_from_one() {
     let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
     run_ok(&mut train(&config, &one, &[]));
     run_ok(&mut train(&config, &two, &["--nproc", "2"]));
-    let (diff, _) = max_difference(&one, &two);
-    eprintln!("without sync BN, 2 processes against 1: {diff:e}");
-    // Another function, not rounding: 1e-4 is 10× BATCH_ORDER_BOUND (seen: 1.26).
-    assert!(diff > 1e-4, "{diff:e}");
+    let agree = agreement(&one, &two);
+    eprintln!("without sync BN, 2 processes against 1: {agree}");
+    // Another function, not rounding: 1e-4 is 10× BATCH_ORDER_BOUND (seen: 1.26), and far
+    // more entries than KINK_FRACTION lie beyond the bound (seen: 43,777 of 89,864).
+    assert!(agree.max > 1e-4, "{agree}");
+    assert!(!agree.to_rounding(), "{agree}");
 }
 
 fn spawn_rank(config: &Path, out: &Path, rank: usize, port: u16) -> Child {
@@ -300,31 +363,52 @@ fn same_checkpoint(a: &Path, b: &Path) -> bool {
 fn a_run_resumes_with_another_number_of_processes() {
     // Same global batch, so the same steps and samples: 2 processes killed after epoch 1 and
     // resumed by 1, and 1 process killed and resumed by 2.
-    // - Exactly: the resumed continuation is the one a run of the new process count makes from
-    //   that checkpoint (two copies of the killed folder, resumed alike, end bit for bit the
-    //   same), so every piece of state (weights, momentum, BN buffers, sampler position, RNG)
-    //   is restored whatever the process count.
-    // - To rounding: each ends near the uninterrupted one-process run. Their distance starts
-    //   with the batch-order rounding of the 2-process epoch(s) and grows through the
-    //   remaining steps as an uninterrupted 2-process run's does, so it is compared with that
-    //   run's own distance D₀ (factor 4: two realisations of rounding noise), and never less
-    //   than the one-reduction bound. Open: under ATEN_CPU_CAPABILITY=default (not a setting
-    //   CI runs this binary under) the 2-then-1 run ends 5.6e-5 away, while the uninterrupted
-    //   2-process run ends 1.2e-6 away and the two resumed copies agree bit for bit.
+    // - Exactly (on every machine: the same binary, process count and threads run twice):
+    //   each killed folder resumed by its own process count ends bit for bit as the
+    //   uninterrupted run of that count, so every piece of state (weights, momentum, BN
+    //   buffers, sampler position, RNG, on every rank) is restored; resumed by the other
+    //   count, two copies end bit for bit alike, and every step logs the uninterrupted run's
+    //   learning rate (the schedule's step is restored).
+    // - To rounding: each ends near the uninterrupted one-process run, which differs only in
+    //   how the epoch(s) of 2 processes summed the global batch: losses within 48·ε32·ℓ and
+    //   the state within BATCH_ORDER_BOUND, but for the few entries a crossed ReLU kink moves
+    //   (KINK_FRACTION). Under ATEN_CPU_CAPABILITY=default the 2-then-1 run crosses one
+    //   (5.6e-5 in one channel's momentum, 5 entries of 89,864 beyond the bound), where the
+    //   same checkpoint resumed at 2 threads does not (8.9e-7): the resume is exact, the
+    //   gradient is not continuous. The earlier tolerance, 4× the uninterrupted 2-process
+    //   run's own distance (1.2e-6), took one realisation of that chance for a bound.
     let tmp = tempfile::tempdir().unwrap();
     let config = tiny_config(tmp.path(), 2, "");
     let whole = tmp.path().join("whole");
     run_ok(&mut train(&config, &whole, &[]));
     let whole_two = tmp.path().join("whole-two");
     run_ok(&mut train(&config, &whole_two, &["--nproc", "2"]));
-    let (d0, _) = max_difference(&whole, &whole_two);
-    let tolerance = (4.0 * d0).max(BATCH_ORDER_BOUND);
+    let rates = |p: &Path| -> Vec<f64> { losses_and_rates(p).iter().map(|l| l.1).collect() };
     let wait_for_checkpoint = |out: &Path| {
         let start = Instant::now();
         while !out.join("checkpoint.safetensors").exists() {
             assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint");
             std::thread::sleep(Duration::from_millis(20));
         }
+    };
+    // Resumes `killed` (and, alike, a copy of it) with `to`; resumes another copy with
+    // `same`, which must end as `uninterrupted`.
+    let resume = |killed: &Path, to: &[&str], same: &[&str], uninterrupted: &Path| {
+        let copy = killed.with_extension("copy");
+        copy_run(killed, &copy);
+        let own = killed.with_extension("own");
+        copy_run(killed, &own);
+        let out = run_ok(&mut train(&config, killed, to));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
+        run_ok(&mut train(&config, &copy, to));
+        assert!(same_checkpoint(killed, &copy), "{}", killed.display());
+        run_ok(&mut train(&config, &own, same));
+        assert!(
+            same_checkpoint(&own, uninterrupted),
+            "{} resumed by its own process count",
+            killed.display()
+        );
+        assert_eq!(rates(killed), rates(&whole), "{}", killed.display());
     };
 
     let two_then_one = tmp.path().join("two-then-one");
@@ -337,17 +421,7 @@ fn a_run_resumes_with_another_number_of_processes() {
         r.kill().unwrap();
         r.wait().unwrap();
     }
-    let copy = tmp.path().join("two-then-one-copy");
-    copy_run(&two_then_one, &copy);
-    let out = run_ok(&mut train(&config, &two_then_one, &[]));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
-    run_ok(&mut train(&config, &copy, &[]));
-    assert!(same_checkpoint(&two_then_one, &copy));
-    let (diff, _) = max_difference(&whole, &two_then_one);
-    assert!(
-        diff <= tolerance,
-        "2 then 1 processes differ by {diff:e} (uninterrupted 2 processes: {d0:e})"
-    );
+    resume(&two_then_one, &[], &["--nproc", "2"], &whole_two);
 
     let one_then_two = tmp.path().join("one-then-two");
     let mut one = train(&config, &one_then_two, &[])
@@ -358,17 +432,17 @@ fn a_run_resumes_with_another_number_of_processes() {
     wait_for_checkpoint(&one_then_two);
     one.kill().unwrap();
     one.wait().unwrap();
-    let copy = tmp.path().join("one-then-two-copy");
-    copy_run(&one_then_two, &copy);
-    let out = run_ok(&mut train(&config, &one_then_two, &["--nproc", "2"]));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("resuming after epoch 1"));
-    run_ok(&mut train(&config, &copy, &["--nproc", "2"]));
-    assert!(same_checkpoint(&one_then_two, &copy));
-    let (diff, _) = max_difference(&whole, &one_then_two);
-    assert!(
-        diff <= tolerance,
-        "1 then 2 processes differ by {diff:e} (uninterrupted 2 processes: {d0:e})"
-    );
+    resume(&one_then_two, &["--nproc", "2"], &[], &whole);
+
+    let reference = agreement(&whole, &whole_two);
+    eprintln!("uninterrupted, 2 processes against 1: {reference}");
+    for (name, run) in [("2 then 1", &two_then_one), ("1 then 2", &one_then_two)] {
+        let agree = agreement(&whole, run);
+        eprintln!("{name} processes against 1: {agree}");
+        assert!(agree.to_rounding(), "{name} processes against 1: {agree}");
+        let (l1, l2) = (losses_and_rates(&whole), losses_and_rates(run));
+        assert!(losses_agree(&l1, &l2), "{name}: {l1:?} {l2:?}");
+    }
 }
 
 #[test]
@@ -393,16 +467,17 @@ fn overlapped_and_after_backward_all_reduce_give_the_weights_of_one_process() {
     for overlap in [true, false] {
         let out = tmp.path().join(format!("two-{overlap}"));
         run_ok(&mut train(&config(overlap), &out, &["--nproc", "2"]));
-        let (diff, scale) = max_difference(&one, &out);
-        assert!(scale > 0.1, "{scale}");
+        let agree = agreement(&one, &out);
+        assert!(agree.scale > 0.1, "{}", agree.scale);
+        // Was max < 1e-6; now the bound, with a ReLU kink crossed allowed for.
         assert!(
-            diff < BATCH_ORDER_BOUND, // was 1e-6
-            "overlap {overlap}: 2 processes differ from 1 by {diff:e}"
+            agree.to_rounding(),
+            "overlap {overlap}: 2 processes against 1: {agree}"
         );
-        eprintln!("overlap = {overlap}: 2 processes against 1: {diff:e}");
+        eprintln!("overlap = {overlap}: 2 processes against 1: {agree}");
         outs.push(out);
     }
-    let (diff, _) = max_difference(&outs[0], &outs[1]);
+    let diff = agreement(&outs[0], &outs[1]).max;
     eprintln!("overlap = true against false: {diff:e}");
     // The same arithmetic either way (only the buckets' timing and grouping differ; a 2-term
     // sum is commutative and halving exact): in fact equal (seen: 0); 1e-6 < the bound above.

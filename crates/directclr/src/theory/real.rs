@@ -199,10 +199,17 @@ pub fn gemm<T: Real>(
     }
 }
 
-/// `exp(x)` for `f32` within 2 ulp over the range a softmax uses (x ≤ 0 after the max is
-/// subtracted; any finite x is handled), written without branches so the compiler vectorises a
-/// loop of it. Range reduction x = n·ln2 + r with |r| ≤ ln2/2, then a degree-6 polynomial for
-/// e^r and the exponent bits of 2^n.
+/// `exp(x)` for `f32`, written without branches so the compiler vectorises a loop of it. Range
+/// reduction x = n·ln2 + r with |r| ≤ ln2/2, then a degree-6 polynomial for e^r and the
+/// exponent bits of 2^n.
+///
+/// Accuracy for x ∈ [−87.3, 88.376] (a softmax uses x ≤ 0, after the max is subtracted): relative
+/// error ≤ 5u = 2.5·ε32 by derivation (the test below); measured over every f32 of the range
+/// (2,237,618,718 values, against f64 `exp`): ≤ 2.14·ε32, i.e. ≤ 3.02 ulp (2.13·ε32 and 3.01
+/// ulp for x ≤ 0). Scalar f32 without FMA, so these are the same bits on every x86-64 CPU.
+/// Outside it: x < −87.3 (and −∞) gives e^−87.3 ≈ 1.22e−38, an absolute error below 1.3e−38
+/// (nothing next to a softmax's largest term, 1); x > 88.376 (2^n's biased exponent reaching
+/// 255) gives +∞, though e^x overflows f32 only above 88.722; NaN gives NaN.
 #[inline(always)]
 pub fn fast_exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -210,7 +217,7 @@ pub fn fast_exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Round to nearest by adding and subtracting 1.5·2^23 (vectorises, unlike `round`).
     const SHIFTER: f32 = 12_582_912.0;
-    let x = x.max(-87.3).min(88.7);
+    let x = x.clamp(-87.3, 88.7);
     let n = (x * LOG2E + SHIFTER) - SHIFTER;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Taylor coefficients of e^r to degree 6 (|r| ≤ 0.347: truncation error < 1.3e-8).
@@ -222,7 +229,8 @@ pub fn fast_exp_f32(x: f32) -> f32 {
     let p = p * r + 1.0;
     let p = p * r + 1.0;
     // 2^n from the bits: the low mantissa bits of 1.5·2^23 + 127 + n hold the biased exponent
-    // n + 127 ∈ [1, 254]; shifting them into the exponent field needs no float→int conversion.
+    // n + 127 ∈ [1, 255] (255, +∞, for x > 88.376); shifting them into the exponent field needs
+    // no float→int conversion.
     let two_n = f32::from_bits((n + (SHIFTER + 127.0)).to_bits() << 23);
     p * two_n
 }
@@ -347,14 +355,15 @@ fn softmax_f32_fma(xs: &mut [f32]) -> (f64, f64) {
 }
 
 /// [`fast_exp_f32`] with fused multiply-adds; only for code compiled with FMA enabled (elsewhere
-/// `mul_add` is a slow library call).
+/// `mul_add` is a slow library call). Measured over every f32 of [−87.3, 88.376]: ≤ 1.94·ε32,
+/// ≤ 2.74 ulp; the same behaviour outside it.
 #[inline(always)]
 fn fast_exp_f32_fma(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     const SHIFTER: f32 = 12_582_912.0;
-    let x = x.max(-87.3).min(88.7);
+    let x = x.clamp(-87.3, 88.7);
     let n = x.mul_add(LOG2E, SHIFTER) - SHIFTER;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     let p = (1.0f32 / 720.0).mul_add(r, 1.0 / 120.0);
@@ -411,23 +420,49 @@ mod tests {
         }
     }
 
+    /// Every `step`-th f32 of [lo, hi] (by bit pattern, each sign separately).
+    fn dense(lo: f32, hi: f32, step: u32) -> impl Iterator<Item = f32> {
+        let negative = (0x8000_0000u32..=lo.to_bits()).step_by(step as usize);
+        let positive = (0u32..=hi.to_bits()).step_by(step as usize);
+        negative.chain(positive).map(f32::from_bits)
+    }
+
     #[test]
     fn fast_exp_matches_std_within_a_few_ulp() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let got = fast_exp_f32(x) as f64;
-            let want = (x as f64).exp();
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.0137;
-        }
         // Scalar f32 without FMA (the same bits on every x86-64): Cody–Waite reduction with an
         // exact n·LN2_HI, r to 0.4u; the degree-6 Taylor truncation r⁷/7!·e^|r|/e^r ≤ 2.7u for
         // |r| ≤ ln2/2; Horner's last two steps 1.9u; 2^n exact (normal range): ≤ 5u = 2.5·ε32
-        // < 4·ε32 (u = ε32/2; the f64 reference is exact to 1e-16).
+        // (u = ε32/2; the f64 reference is exact to 1e-16). Every f32 of the range was measured
+        // once (2.2e9 values): ≤ 2.14·ε32 plain, 1.94·ε32 with FMA. Here every 499th, 4.5e6.
+        // (Was a 0.0137 grid over [−87, 88], 12,800 values, against 4·ε32.)
+        let bound = 5.0 * f32::EPSILON as f64 / 2.0;
+        let (mut worst, mut worst_fma, mut count) = (0.0f64, 0.0f64, 0usize);
+        for x in dense(-87.3, 88.376, 499) {
+            let want = (x as f64).exp();
+            worst = worst.max(((fast_exp_f32(x) as f64 - want) / want).abs());
+            worst_fma = worst_fma.max(((fast_exp_f32_fma(x) as f64 - want) / want).abs());
+            count += 1;
+        }
+        assert!(count > 4_000_000, "{count}");
+        assert!(worst <= bound, "worst relative error {worst}");
         assert!(
-            worst < 4.0 * f32::EPSILON as f64,
-            "worst relative error {worst}"
+            worst_fma <= bound,
+            "worst relative error with FMA {worst_fma}"
         );
+        // Outside the range: e^−87.3 below it (absolute error < 1.3e-38), +∞ above 88.376 (by
+        // the exponent bits; e^x itself overflows above 88.722), NaN kept.
+        for x in [-87.31f32, -100.0, -1e30, f32::NEG_INFINITY] {
+            for e in [fast_exp_f32(x), fast_exp_f32_fma(x)] {
+                assert!(
+                    e > 0.0 && ((e as f64) - (x as f64).exp()).abs() < 1.3e-38,
+                    "{x}: {e}"
+                );
+            }
+        }
+        for x in [88.38f32, 88.7, 89.0, 1e30, f32::INFINITY] {
+            assert_eq!(fast_exp_f32(x), f32::INFINITY, "{x}");
+            assert_eq!(fast_exp_f32_fma(x), f32::INFINITY, "{x}");
+        }
+        assert!(fast_exp_f32(f32::NAN).is_nan() && fast_exp_f32_fma(f32::NAN).is_nan());
     }
 }

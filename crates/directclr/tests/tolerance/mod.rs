@@ -104,3 +104,49 @@ pub fn stable_rank_bound(mu: &[f64], abs_error: f64) -> f64 {
     let total: f64 = mu.iter().sum();
     2.0 * (mu.len() as f64 * abs_error / total + abs_error / mu[0])
 }
+
+/// Bound on the absolute rounding error of a network's loss computed in f64, as a first-order
+/// model: each reduction of length n (a convolution's fan-in, a BN statistic over its batch,
+/// the final pooling and weighted sum) gives its outputs a relative error ≤ γ_n ≈ n·ε/2
+/// (Higham, Thm 3.5; ε rather than ε/2 per term also covers BN's second pass, the variance);
+/// these add up along the network, carried to the loss with gain ≤ 1 (BN renormalises; ReLU
+/// and residual sums do not amplify a relative error; a channel whose batch mean is far larger
+/// than its spread would, which the test inputs avoid), at the scale of the loss computed in
+/// absolute values, Σ|r_i·w_i| for a loss Σ r_i·w_i. `reductions` is Σ n over the reductions,
+/// `absolute_loss` is Σ|r_i·w_i|. Seen 1e3–1e5 times larger than the errors of the ResNets of
+/// `model_resnet.rs` (a worst case; rounding errors partly cancel).
+pub fn forward_rounding_bound(reductions: f64, absolute_loss: f64) -> f64 {
+    EPS64 * reductions * absolute_loss
+}
+
+/// Bound on the rounding part of the error of a central difference in f64,
+/// D(h) = (f̂(θ̂₊) − f̂(θ̂₋))/(2h), θ̂₊ = fl(θ + h·v), θ̂₋ = fl(θ − h·v), against the directional
+/// derivative g·v (g = ∇f at θ):
+/// - each f̂ is off by ≤ `forward_error` ([`forward_rounding_bound`]): ≤ 2E/(2h) = E/h;
+/// - θ̂₊ − θ̂₋ = 2h·v + δ with |δ_i| ≤ u(|θ₊,i| + |θ₋,i|) ≈ ε|θ_i| (u = ε/2, one rounding
+///   each), which moves f̂(θ̂₊) − f̂(θ̂₋) by g·δ ≤ ε·Σ|g_i||θ_i| = ε·`grad_times_params`:
+///   ≤ ε·Σ|g||θ|/(2h).
+///
+/// The truncation error, h²·|f‴|/6, is added separately ([`richardson_truncation`]).
+pub fn central_difference_rounding(h: f64, forward_error: f64, grad_times_params: f64) -> f64 {
+    (forward_error + EPS64 * grad_times_params / 2.0) / h
+}
+
+/// The truncation error h²·|f‴|/6 of the central difference D(h), from D at h and 2h:
+/// D(h) = f′ + c·h² + O(h⁴) with c = f‴/6, so D(2h) − D(h) = 3c·h² + O(h⁴), each D
+/// carrying its rounding error ([`central_difference_rounding`]: `rounding_h` at h,
+/// `rounding_2h` at 2h): |c|·h² ≤ (|D(2h) − D(h)| + rounding_h + rounding_2h)/3.
+/// Valid while f is smooth on [−2h, 2h] along v with f‴ about constant there; a ReLU kink
+/// within 2h makes the estimate large, which the caller must refuse (a void check), not accept.
+pub fn richardson_truncation(d_h: f64, d_2h: f64, rounding_h: f64, rounding_2h: f64) -> f64 {
+    ((d_2h - d_h).abs() + rounding_h + rounding_2h) / 3.0
+}
+
+/// Bound on the rounding error of the analytic directional derivative g·v from autograd in
+/// f64: the backward pass runs the forward's reductions transposed (each gradient entry off by
+/// ≤ ε·`reductions` relative, first order as in [`forward_rounding_bound`]), and the dot
+/// product over `count` parameters adds γ_count: ≤ ε·(reductions + count)·Σ|g_i·v_i|
+/// (`terms`).
+pub fn directional_derivative_rounding(reductions: f64, count: f64, terms: f64) -> f64 {
+    EPS64 * (reductions + count) * terms
+}
