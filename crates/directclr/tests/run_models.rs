@@ -179,3 +179,55 @@ fn a_checkpoint_that_does_not_match_the_run_is_refused_naming_the_part() {
     let e = models.load_checkpoint(&file, "checkpoint `x`").unwrap_err();
     assert!(e.to_string().contains("online probe"), "{e}");
 }
+
+#[test]
+fn each_head_reports_the_dimensions_its_output_has() {
+    use directclr::method::Method;
+    use directclr::model::{Arch, ResNetConfig, Stem};
+    let model = ResNetConfig {
+        arch: Arch::ResNet18,
+        stem: Stem::Cifar,
+        width_multiplier: 0.0625,
+        zero_init_residual: true,
+    };
+    let methods = [
+        (
+            Method::SimclrMlp {
+                hidden_dim: Some(24),
+                out_dim: 12,
+            },
+            Some(24),
+            None,
+        ),
+        (
+            Method::SimclrMlp {
+                hidden_dim: None,
+                out_dim: 12,
+            },
+            Some(32),
+            None,
+        ),
+        (Method::SimclrLinear { out_dim: 12 }, None, None),
+        (Method::SimclrNoProjector, None, None),
+        (Method::DirectClr { d0: 8 }, None, Some(8)),
+        (Method::FixedLowRank { rank: 8, seed: 1 }, None, None),
+        (Method::TrainableDiagonal, None, None),
+    ];
+    for (method, hidden, d0) in methods {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = RunModels::build(&vs.root(), &model, &method, None).unwrap();
+        let d = m.feat_dim();
+        assert_eq!(d, 32, "width 1/16: r is 512/16-d");
+        assert_eq!(m.head.in_dim(), d);
+        assert_eq!(m.head.out_dim(), method.embed_dim(d).unwrap(), "{method:?}");
+        assert_eq!(m.head.hidden_dim(), hidden, "{method:?}");
+        assert_eq!(m.head.d0(), d0, "{method:?}");
+        let r = Tensor::ones([4, d], (tch::Kind::Float, Device::Cpu));
+        let z = m.head.embed(&r, false).unwrap();
+        assert_eq!(z.size(), [4, m.head.out_dim()]);
+        match m.head.hidden(&r, false).unwrap() {
+            Some(h) => assert_eq!(Some(h.size()[1]), hidden),
+            None => assert_eq!(hidden, None),
+        }
+    }
+}

@@ -158,22 +158,22 @@ impl TrainedModel {
     /// hidden layer of a projector without one, the embedding of encoder-only weights).
     pub fn dim(&self, space: Space) -> Result<i64> {
         match space {
-            Space::Representation => Ok(self.config.feat_dim()),
+            Space::Representation => Ok(self.encoder.feat_dim()),
             Space::Embedding => {
                 self.require_head(space)?;
                 Ok(self.head.out_dim())
             }
             Space::ProjectorHidden => {
                 self.require_head(space)?;
-                match self.config.config().method {
-                    crate::method::Method::SimclrMlp { hidden_dim, .. } => {
-                        Ok(hidden_dim.unwrap_or(self.config.feat_dim()))
-                    }
-                    ref m => Err(Error::config(
+                self.head.hidden_dim().ok_or_else(|| {
+                    Error::config(
                         "space",
-                        format!("the method `{}` has no projector hidden layer", m.name()),
-                    )),
-                }
+                        format!(
+                            "the method `{}` has no projector hidden layer",
+                            self.config.config().method.name()
+                        ),
+                    )
+                })
             }
         }
     }

@@ -225,6 +225,24 @@ impl Head {
         self.out_dim
     }
 
+    /// Width h of the hidden layer of SimCLR's 2-layer projector; `None` for the projectors
+    /// without one.
+    pub fn hidden_dim(&self) -> Option<i64> {
+        match &self.projector {
+            Projector::Mlp(m) => Some(m.fc1.size()[0]),
+            _ => None,
+        }
+    }
+
+    /// DirectCLR's d0, the leading coordinates of r the loss acts on (z = r[:d0]); `None`
+    /// for the other projectors.
+    pub fn d0(&self) -> Option<i64> {
+        match self.projector {
+            Projector::Truncate { d0 } => Some(d0),
+            _ => None,
+        }
+    }
+
     /// Its parameters and buffers under PyTorch-style names relative to its build path
     /// (`0.weight`, `1.running_mean`, … for the MLP; `weight` for the others; none for the
     /// identity and DirectCLR).
