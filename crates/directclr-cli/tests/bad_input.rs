@@ -177,7 +177,7 @@ fn a_checkpoint_holding_nan_weights_stops_at_the_first_resumed_step() {
             (n.clone(), t)
         })
         .collect();
-    let encoder = ck.section("encoder.");
+    let encoder = directclr::model::Part::Encoder.section(&ck.tensors);
     run.write_checkpoint(ck.progress, &ck.guard, &tensors, &encoder)
         .unwrap();
     let poisoned = bytes(&out.join(CHECKPOINT_FILE));

@@ -1124,7 +1124,7 @@ fn checkpoint_target() -> Target {
             verdict(
                 directclr::model::load_state(
                     &target,
-                    &ck.section("encoder."),
+                    &directclr::model::Part::Encoder.section(&ck.tensors),
                     &[],
                     "checkpoint.safetensors",
                 ),

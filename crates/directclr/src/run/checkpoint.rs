@@ -56,15 +56,17 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// The tensors under `prefix` (e.g. `encoder.`), with the prefix removed.
-    pub fn section(&self, prefix: &str) -> Vec<(String, Tensor)> {
-        self.tensors
-            .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix(prefix)
-                    .map(|s| (s.to_string(), t.shallow_clone()))
-            })
-            .collect()
+    /// A copy sharing the tensors' storage (what a rollback restores from).
+    pub fn shallow_clone(&self) -> Checkpoint {
+        Checkpoint {
+            progress: self.progress,
+            tensors: self
+                .tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect(),
+            guard: self.guard,
+        }
     }
 }
 

@@ -548,11 +548,7 @@ pub fn train_distributed(
                     let file = run.path(CHECKPOINT_FILE);
                     let ckpt = match (last_checkpoint, &initial) {
                         (Some(_), _) => read_checkpoint(&file)?,
-                        (None, Some(init)) => Checkpoint {
-                            progress: init.progress,
-                            tensors: init.section(""),
-                            guard: init.guard,
-                        },
+                        (None, Some(init)) => init.shallow_clone(),
                         (None, None) => return Err(guard.stop_error(&trip, epoch, &kept)),
                     };
                     if trip.step == ckpt.progress.step + 1 {
