@@ -4,6 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::Tiny;
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_directclr"));
     c.args(["--threads", "1"]);
@@ -11,40 +14,20 @@ fn bin() -> Command {
 }
 
 fn tiny_run(dir: &Path, width: f64) -> PathBuf {
-    let config = dir.join(format!("tiny-{width}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-seed = 4
-epochs = 1
-batch_size = 32
-workers = 1
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 64
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = {width}
-[method]
-kind = "direct_clr"
-d0 = 8
-[optimizer]
-kind = "sgd"
-[schedule]
-lr = 0.1
-warmup_epochs = 0.0
-[monitor]
-samples = 64
-"#,
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../data/fashion-mnist-subset")
-                .display()
-        ),
-    )
-    .unwrap();
+    let config = Tiny {
+        seed: Some(4),
+        epochs: 1,
+        batch_size: 32,
+        workers: Some(1),
+        limit: 64,
+        width,
+        optimizer: Some("sgd"),
+        lr: Some(0.1),
+        warmup_epochs: 0.0,
+        monitor_samples: Some(64),
+        ..Tiny::default()
+    }
+    .write(dir, &format!("tiny-{width}"));
     let out = dir.join(format!("run-{width}"));
     let o = bin()
         .args(["train", "--quiet", "--config"])

@@ -7,49 +7,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{bytes, fashion_mnist, run_ok, train, train_threads};
+use common::{bytes, run_ok, train, train_threads};
 
 /// A tiny DirectCLR run: 48 images, batch 16 (3 steps an epoch), ResNet-18 of width 1/16
-/// (r 32-d), 32 px, 3 epochs.
+/// (r 32-d), 32 px, 3 epochs, LARS (the default optimiser).
 fn tiny_config(dir: &Path, extra: &str) -> PathBuf {
-    let text = format!(
-        r#"
-seed = 7
-epochs = 3
-batch_size = 16
-workers = 2
-probe = true
-
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 48
-
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-
-[method]
-kind = "direct_clr"
-d0 = 8
-
-[optimizer]
-kind = "lars"
-
-[schedule]
-lr = 0.3
-warmup_epochs = 1.0
-
-[log]
-every_steps = 1
-{extra}
-"#,
-        fashion_mnist().display()
-    );
-    let file = dir.join("tiny.toml");
-    std::fs::write(&file, text).unwrap();
-    file
+    common::tiny_config(dir, "tiny", 48, 3, extra)
 }
 
 fn metrics(out: &Path) -> Vec<serde_json::Value> {

@@ -6,38 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod common;
-use common::fashion_mnist;
+use common::Tiny;
 
 /// 48 images, batch 16 (3 steps an epoch), 2 epochs, a metrics line every step.
 fn config(dir: &Path) -> PathBuf {
-    let text = format!(
-        r#"
-seed = 3
-epochs = 2
-batch_size = 16
-workers = 1
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 48
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[method]
-kind = "direct_clr"
-d0 = 8
-[schedule]
-lr = 0.3
-warmup_epochs = 1.0
-[log]
-every_steps = 1
-"#,
-        fashion_mnist().display()
-    );
-    let file = dir.join("progress.toml");
-    std::fs::write(&file, text).unwrap();
-    file
+    Tiny {
+        seed: Some(3),
+        epochs: 2,
+        workers: Some(1),
+        lr: Some(0.3),
+        log_every_steps: Some(1),
+        ..Tiny::default()
+    }
+    .write(dir, "progress")
 }
 
 /// Runs the config into `out` with `extra` flags; returns stderr (stderr is a pipe here).

@@ -16,40 +16,28 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
+mod common;
 mod tolerance;
+use common::Tiny;
 use tolerance::EPS32;
-
-fn subset_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
-}
 
 /// A tiny pretraining config (ResNet-18 of width 1/16, r 32-d, 32 px).
 fn tiny_config(width: f64, method: &str) -> TrainConfig {
-    let text = format!(
-        r#"
-seed = 3
-epochs = 1
-batch_size = 32
-workers = 1
-probe = true
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 96
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = {width}
-[method]
-{method}
-[optimizer]
-kind = "sgd"
-[schedule]
-lr = 0.1
-warmup_epochs = 0.0
-"#,
-        subset_dir().display()
-    );
+    let text = Tiny {
+        seed: Some(3),
+        epochs: 1,
+        batch_size: 32,
+        workers: Some(1),
+        probe: Some(true),
+        limit: 96,
+        width,
+        method: Some(method),
+        optimizer: Some("sgd"),
+        lr: Some(0.1),
+        warmup_epochs: 0.0,
+        ..Tiny::default()
+    }
+    .toml();
     TrainConfig::from_toml(&text, Path::new("tiny.toml")).unwrap()
 }
 

@@ -10,34 +10,25 @@ use directclr::reproduce::{
 };
 use directclr::train::{Event, Overrides};
 
+mod common;
+use common::Tiny;
+
 fn write_configs(dir: &Path, runs: &str) -> std::path::PathBuf {
-    let preset = format!(
-        r#"
-seed = 2
-epochs = 2
-batch_size = 32
-workers = 1
-probe = true
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 64
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[optimizer]
-kind = "sgd"
-[schedule]
-lr = 0.1
-warmup_epochs = 0.0
-[monitor]
-samples = 64
-"#,
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/fashion-mnist-subset")
-            .display()
-    );
+    let preset = Tiny {
+        seed: Some(2),
+        epochs: 2,
+        batch_size: 32,
+        workers: Some(1),
+        probe: Some(true),
+        limit: 64,
+        method: None,
+        optimizer: Some("sgd"),
+        lr: Some(0.1),
+        warmup_epochs: 0.0,
+        monitor_samples: Some(64),
+        ..Tiny::default()
+    }
+    .toml();
     std::fs::write(dir.join("preset.toml"), preset).unwrap();
     let text = format!(
         r#"

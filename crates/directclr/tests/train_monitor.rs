@@ -10,7 +10,9 @@ use directclr::train::{
 };
 use tch::{nn, Device};
 
+mod common;
 mod tolerance;
+use common::Tiny;
 use tolerance::EPS64;
 
 /// Initial weights come from libtorch's one process-wide generator. The tests of this file that
@@ -23,36 +25,22 @@ fn generator() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn config(extra: &str) -> TrainConfig {
-    let text = format!(
-        r#"
-seed = 1
-epochs = 2
-batch_size = 32
-workers = 1
-probe = false
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 64
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[method]
-kind = "trainable_diagonal"
-[optimizer]
-kind = "sgd"
-[schedule]
-lr = 0.05
-warmup_epochs = 0.0
-[monitor]
-samples = 100
-{extra}
-"#,
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../data/fashion-mnist-subset")
-            .display()
-    );
+    let text = Tiny {
+        seed: Some(1),
+        epochs: 2,
+        batch_size: 32,
+        workers: Some(1),
+        probe: Some(false),
+        limit: 64,
+        method: Some("kind = \"trainable_diagonal\""),
+        optimizer: Some("sgd"),
+        lr: Some(0.05),
+        warmup_epochs: 0.0,
+        monitor_samples: Some(100),
+        extra,
+        ..Tiny::default()
+    }
+    .toml();
     TrainConfig::from_toml(&text, Path::new("monitor.toml")).unwrap()
 }
 

@@ -8,35 +8,23 @@ use std::path::Path;
 use directclr::train::{train, AugmentOn, RunOptions, SpeedConfig, TrainConfig};
 use directclr::Error;
 
+mod common;
+use common::Tiny;
+
 fn config(speed: &str) -> String {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset");
-    format!(
-        r#"
-epochs = 2
-batch_size = 32
-workers = 1
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = 64
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-[method]
-kind = "direct_clr"
-d0 = 8
-[optimizer]
-kind = "lars"
-[schedule]
-lr = 0.3
-warmup_epochs = 1.0
-[log]
-every_steps = 1
-{speed}
-"#,
-        data.display()
-    )
+    Tiny {
+        seed: None,
+        epochs: 2,
+        batch_size: 32,
+        workers: Some(1),
+        limit: 64,
+        optimizer: Some("lars"),
+        lr: Some(0.3),
+        log_every_steps: Some(1),
+        extra: speed,
+        ..Tiny::default()
+    }
+    .toml()
 }
 
 #[test]

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The subset shipped in the repository (`data/fashion-mnist-subset`).
-pub fn fashion_mnist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fashion-mnist-subset")
-}
+// The tiny run's TOML, shared with the library's tests.
+#[path = "../../../directclr/tests/common/mod.rs"]
+mod tiny_run;
+pub use tiny_run::Tiny;
 
 /// Writes a tiny DirectCLR run (ResNet-18 of width 1/16, r 32-d, 32 px, batch 16, `limit`
 /// images, `epochs` epochs, a checkpoint after each, SGD at lr 0.3) with `extra` TOML appended.
@@ -25,40 +25,18 @@ pub fn tiny_config_lr(
     lr: f64,
     extra: &str,
 ) -> PathBuf {
-    let text = format!(
-        r#"seed = 7
-epochs = {epochs}
-batch_size = 16
-workers = 2
-probe = true
-
-[data]
-source = {{ kind = "fashion_mnist", path = "{}" }}
-image_size = 32
-limit = {limit}
-
-[model]
-arch = "resnet18"
-stem = "cifar"
-width_multiplier = 0.0625
-
-[method]
-kind = "direct_clr"
-d0 = 8
-
-[schedule]
-lr = {lr}
-warmup_epochs = 1.0
-
-[log]
-every_steps = 1
-{extra}
-"#,
-        fashion_mnist().display()
-    );
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, text).unwrap();
-    file
+    Tiny {
+        seed: Some(7),
+        epochs,
+        workers: Some(2),
+        probe: Some(true),
+        limit,
+        lr: Some(lr),
+        log_every_steps: Some(1),
+        extra,
+        ..Tiny::default()
+    }
+    .write(dir, name)
 }
 
 /// `directclr train` on `config` into `out` (2 threads, quiet).

@@ -197,8 +197,9 @@ impl RunDir {
     }
 
     /// Appends one line to `metrics.jsonl` (flushed, not synced: the log may lose its last
-    /// lines in a crash, never the checkpoint).
-    pub fn append_metrics(&self, line: &MetricsLine) -> Result<()> {
+    /// lines in a crash, never the checkpoint): a [`MetricsLine`] or a numerical guard's
+    /// [`GuardLine`].
+    pub fn append_metrics<L: Serialize>(&self, line: &L) -> Result<()> {
         let path = self.path(METRICS_FILE);
         let mut f = OpenOptions::new()
             .create(true)
@@ -210,17 +211,10 @@ impl RunDir {
         writeln!(f, "{text}").map_err(|e| Error::io("cannot write", &path, e))
     }
 
-    /// Appends a numerical guard's line to `metrics.jsonl` (as [`RunDir::append_metrics`]).
+    /// Appends a numerical guard's line to `metrics.jsonl`: [`RunDir::append_metrics`], kept
+    /// under this name for its callers.
     pub fn append_guard(&self, line: &GuardLine) -> Result<()> {
-        let path = self.path(METRICS_FILE);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("cannot open", &path, e))?;
-        let text =
-            serde_json::to_string(line).map_err(|e| Error::config("metrics", e.to_string()))?;
-        writeln!(f, "{text}").map_err(|e| Error::io("cannot write", &path, e))
+        self.append_metrics(line)
     }
 
     /// Drops the metrics lines of steps after `step` (logged by a run killed after its last
