@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use directclr::theory::{
+    alignment::{self, PropositionsReport},
     experiments::{self, AugmentationReport, DepthReport, ImplicitReport, Overrides},
     projector::{self, ProjectorReport, ProjectorSettings},
 };
@@ -90,6 +91,25 @@ pub fn run(cmd: TheoryCommand) -> anyhow::Result<()> {
             let r = projector::projector(&settings, &overrides(&a.toy), &a.out)
                 .context("theory projector (Section 6)")?;
             print_projector(&r);
+        }
+        TheoryCommand::Propositions(a) => {
+            anyhow::ensure!(
+                a.toy.collapse_threshold.is_none(),
+                "invalid `collapse_threshold`: theory propositions always counts at {:?}",
+                projector::COLLAPSE_THRESHOLDS
+            );
+            let settings = ProjectorSettings {
+                mechanisms: a.mechanisms.clone(),
+                heads: vec![],
+                noise_std: a.noise,
+                noisy_dims: a.noisy_dims,
+                layers: a.layers,
+                activation: a.activation,
+                ..ProjectorSettings::default()
+            };
+            let r = alignment::propositions(&settings, &overrides(&a.toy), &a.out)
+                .context("theory propositions (Section 6, Propositions 1–2)")?;
+            print_propositions(&r);
         }
         TheoryCommand::All(a) => {
             let o = overrides(&a.toy);
@@ -214,6 +234,42 @@ fn print_projector(r: &ProjectorReport) {
                 (false, _) => "NO: never left chance, r is its initialisation and proves nothing",
                 (true, false) => "yes / NO: the loss did not fall, r is its initialisation and proves nothing",
             }
+        );
+    }
+    println!("  → {}", r.out.display());
+}
+
+fn print_propositions(r: &PropositionsReport) {
+    println!("Section 6, Proposition 1 — alignment of the linear projector W_p with the last encoder layer W_L (A = V_p^T U_L)");
+    println!("  off-diagonal mass = 1 - sum_k A_kk^2 / |A|_F^2 (unrelated bases: about 1 - 1/d); matched = order-free (1 - mean_k max_l A_kl^2)");
+    println!("  mechanism                 L  off-diag. mass (start → end)  matched (start → end)  misalignment (start → end)  | final loss linear / diagonal  eff. rank r linear / diagonal  collapsed r 1e-2 linear / diagonal");
+    for p in &r.proposition1 {
+        let flag = |h: &projector::HeadRun| {
+            if h.left_chance && h.trained {
+                ""
+            } else {
+                " (never trained: proves nothing)"
+            }
+        };
+        println!(
+            "  {:<24}  {}  {:.3} → {:.3} (random {:.3})     {:.3} → {:.3}          {:.2e} → {:.2e}          | {:.4}{} / {:.4}{}     {:.2} / {:.2}                   {} / {}",
+            p.mechanism.name(),
+            p.linear.layers,
+            p.off_diagonal_mass.0,
+            p.off_diagonal_mass.1,
+            p.random_off_diagonal_mass,
+            p.matched_off_diagonal_mass.0,
+            p.matched_off_diagonal_mass.1,
+            p.misalignment.0,
+            p.misalignment.1,
+            p.linear.final_loss,
+            flag(&p.linear),
+            p.diagonal.final_loss,
+            flag(&p.diagonal),
+            p.linear.r_effective_rank.1,
+            p.diagonal.r_effective_rank.1,
+            p.linear.r_collapsed_1e2.1,
+            p.diagonal.r_collapsed_1e2.1,
         );
     }
     println!("  → {}", r.out.display());

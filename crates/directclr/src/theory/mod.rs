@@ -12,6 +12,7 @@
 //! [`trainer`] is the one training loop for all of them; [`closed_form`] holds the lemmas and
 //! theorems; [`experiments`] runs the paper's figures and writes their files.
 
+pub mod alignment;
 pub mod closed_form;
 pub mod config;
 pub mod experiments;
