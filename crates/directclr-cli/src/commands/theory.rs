@@ -272,5 +272,28 @@ fn print_propositions(r: &PropositionsReport) {
             p.diagonal.r_collapsed_1e2.1,
         );
     }
+    println!("Section 6, Proposition 2 — rank of the trained linear projector and a fixed projector of that rank (same encoder, data, batches)");
+    println!("  mechanism                 rank W_p at 1e-2 / 1e-4 / 1e-6 of sigma_1  sigma_min/sigma_1  k   eff. rank r linear / fixed-k  collapsed r 1e-2 linear / fixed-k  collapsed r 1e-4 linear / fixed-k  final loss linear / fixed-k");
+    for p in &r.proposition2 {
+        let sv = &p.projector_singular_values;
+        println!(
+            "  {:<24}  {:>2} / {:>2} / {:>2}                             {:.2e}          {:>2}  {:.2} / {:.2}                 {:>2} / {:>2}                            {:>2} / {:>2}                            {:.4} / {:.4}{}",
+            p.mechanism.name(),
+            p.projector_rank[0],
+            p.projector_rank[1],
+            p.projector_rank[2],
+            sv.last().copied().unwrap_or(0.0) / sv.first().copied().unwrap_or(1.0),
+            p.k,
+            p.linear.r_effective_rank.1,
+            p.fixed.r_effective_rank.1,
+            p.linear.r_collapsed_1e2.1,
+            p.fixed.r_collapsed_1e2.1,
+            p.linear.r_collapsed_1e4.1,
+            p.fixed.r_collapsed_1e4.1,
+            p.linear.final_loss,
+            p.fixed.final_loss,
+            if p.fixed.left_chance && p.fixed.trained { "" } else { " (fixed-k never trained: proves nothing)" },
+        );
+    }
     println!("  → {}", r.out.display());
 }

@@ -17,10 +17,18 @@
 //! - a trainable diagonal projector z = w ⊙ r (w = 1 at the start) against the full linear one:
 //!   the final loss and the spectrum of r (effective rank, collapsed counts).
 //!
+//! Proposition 2 (Section 6): the trained linear projector is itself low-rank, and only its
+//! rank matters — a fixed projector of that rank gives r the same spectrum. Measured: the
+//! singular values of the trained W_p, its numerical rank k_t = #{σ_k ≥ t·σ₁} at
+//! t ∈ [`RANK_THRESHOLDS`], and for each distinct k a fixed rank-k projector
+//! ([`HeadKind::FixedLowRank`], k singular values 1, Haar-random singular vectors) trained on
+//! the same encoder, data and batches: its r-spectrum against the linear projector's.
+//!
 //! Writes into `out/{mechanism}/`: the run folders `linear/` (with `alignment.csv`,
 //! `projector_singular_values.csv`, `alignment_initial.png`, `alignment_final.png`,
-//! `alignment_final_matched.png`, `off_diagonal_mass.png`) and `diagonal/`, and at the top
-//! `summary.json` and `summary.csv`.
+//! `alignment_final_matched.png`, `off_diagonal_mass.png`), `diagonal/` and
+//! `fixed-rank-{k}/`, and at the top `summary.json`, `summary.csv` and
+//! `projector_rank.csv` (one row per mechanism × fixed rank k).
 
 use std::path::{Path, PathBuf};
 
@@ -38,12 +46,22 @@ use super::{
     head::{Head, HeadConfig, HeadKind},
     projector::{summarise, write_head_run, HeadRun, Mechanism, ProjectorSettings},
     real::{to_f64, Real},
-    trainer::{ToyRun, Trainer},
+    trainer::{train_with_head, ToyRun, Trainer},
 };
 use crate::{
     plot::{heatmap, line_chart, LineChart, Palette, Series},
     Error, Result,
 };
+
+/// The relative thresholds t of the projector's numerical rank #{σ_k ≥ t·σ₁}: 1e-4 and 1e-6
+/// as the issue asks, and 1e-2, the level the toy's Section 4 collapse reaches in 10⁴ steps.
+pub const RANK_THRESHOLDS: [f64; 3] = [1e-2, 1e-4, 1e-6];
+
+/// The numerical rank #{σ_k ≥ t·σ₁} of singular values in descending order.
+pub fn numerical_rank(singular_values: &[f64], t: f64) -> usize {
+    let top = singular_values.first().copied().unwrap_or(0.0);
+    singular_values.iter().filter(|&&s| s >= t * top).count()
+}
 
 /// The alignment of W_p with W_L at one measurement.
 #[derive(Debug, Clone, Serialize)]
@@ -191,6 +209,25 @@ pub struct Proposition1 {
     pub projector_singular_values: Vec<f64>,
 }
 
+/// Proposition 2 for one mechanism and one rank k.
+#[derive(Debug, Clone, Serialize)]
+pub struct Proposition2 {
+    /// The collapse mechanism.
+    pub mechanism: Mechanism,
+    /// Singular values of the trained linear W_p, descending. [d]
+    pub projector_singular_values: Vec<f64>,
+    /// Its numerical rank at each of [`RANK_THRESHOLDS`].
+    pub projector_rank: [usize; 3],
+    /// The rank k of the fixed projector of this row.
+    pub k: usize,
+    /// Which of [`RANK_THRESHOLDS`] give k.
+    pub k_from_thresholds: Vec<f64>,
+    /// The run with the trainable linear projector (as in [`Proposition1::linear`]).
+    pub linear: HeadRun,
+    /// The run with the fixed rank-k projector.
+    pub fixed: HeadRun,
+}
+
 /// The outcome of [`propositions`].
 #[derive(Debug, Clone, Serialize)]
 pub struct PropositionsReport {
@@ -198,6 +235,8 @@ pub struct PropositionsReport {
     pub settings: ProjectorSettings,
     /// Proposition 1 per mechanism.
     pub proposition1: Vec<Proposition1>,
+    /// Proposition 2 per mechanism × distinct rank k.
+    pub proposition2: Vec<Proposition2>,
     /// The folder written.
     pub out: PathBuf,
 }
@@ -283,9 +322,10 @@ fn write_alignment(dir: &Path, tracked: &TrackedRun) -> Result<()> {
     )
 }
 
-/// Proposition 1 for every mechanism of `settings` (see the module doc): trains the linear and
-/// the diagonal projector on the same encoder, data and batches (in parallel) and writes the
-/// files into `out`.
+/// Propositions 1 and 2 for every mechanism of `settings` (see the module doc): trains the
+/// linear and the diagonal projector on the same encoder, data and batches (in parallel), then
+/// the fixed projectors of the trained linear projector's ranks, and writes the files into
+/// `out`.
 pub fn propositions(
     settings: &ProjectorSettings,
     overrides: &Overrides,
@@ -343,6 +383,95 @@ pub fn propositions(
                 .unwrap_or_default(),
         });
     }
+    // Proposition 2: fixed projectors of the trained projector's ranks, same encoder and data.
+    let mut jobs2 = Vec::new();
+    for p in &proposition1 {
+        let ranks = RANK_THRESHOLDS.map(|t| numerical_rank(&p.projector_singular_values, t));
+        let mut ks: Vec<usize> = ranks.to_vec();
+        ks.sort_unstable();
+        ks.dedup();
+        let config = settings.toy_config(p.mechanism, overrides);
+        for k in ks {
+            let head = HeadConfig {
+                rank: k,
+                ..settings.head_config(HeadKind::FixedLowRank)
+            };
+            head.check(config.dim)?;
+            jobs2.push((p.mechanism, ranks, k, config.clone(), head));
+        }
+    }
+    let fixed: Vec<(ToyRun, f64)> = jobs2
+        .par_iter()
+        .map(|(.., c, h)| {
+            let start = std::time::Instant::now();
+            let run = train_with_head(c, h)?;
+            Ok((run, start.elapsed().as_secs_f64()))
+        })
+        .collect::<Result<_>>()?;
+    let mut proposition2 = Vec::new();
+    for ((m, ranks, k, ..), (run, seconds)) in jobs2.iter().zip(&fixed) {
+        write_head_run(&out.join(m.name()).join(format!("fixed-rank-{k}")), run)?;
+        let p1 = proposition1
+            .iter()
+            .find(|p| p.mechanism == *m)
+            .expect("one per mechanism");
+        proposition2.push(Proposition2 {
+            mechanism: *m,
+            projector_singular_values: p1.projector_singular_values.clone(),
+            projector_rank: *ranks,
+            k: *k,
+            k_from_thresholds: RANK_THRESHOLDS
+                .iter()
+                .zip(ranks)
+                .filter(|(_, r)| *r == k)
+                .map(|(t, _)| *t)
+                .collect(),
+            linear: p1.linear.clone(),
+            fixed: summarise(*m, run, *seconds)?,
+        });
+    }
+    write_csv(
+        &out.join("projector_rank.csv"),
+        &[
+            "mechanism",
+            "projector_rank_1e-2",
+            "projector_rank_1e-4",
+            "projector_rank_1e-6",
+            "sigma_min_over_sigma_max",
+            "k",
+            "linear_r_effective_rank_end",
+            "fixed_r_effective_rank_end",
+            "linear_r_collapsed_1e-2_end",
+            "fixed_r_collapsed_1e-2_end",
+            "linear_r_collapsed_1e-4_end",
+            "fixed_r_collapsed_1e-4_end",
+            "linear_final_loss",
+            "fixed_final_loss",
+            "fixed_trained",
+        ]
+        .map(String::from),
+        proposition2.iter().map(|p| {
+            let sv = &p.projector_singular_values;
+            vec![
+                p.mechanism.name().to_string(),
+                p.projector_rank[0].to_string(),
+                p.projector_rank[1].to_string(),
+                p.projector_rank[2].to_string(),
+                (sv.last().copied().unwrap_or(0.0) / sv.first().copied().unwrap_or(1.0))
+                    .to_string(),
+                p.k.to_string(),
+                p.linear.r_effective_rank.1.to_string(),
+                p.fixed.r_effective_rank.1.to_string(),
+                p.linear.r_collapsed_1e2.1.to_string(),
+                p.fixed.r_collapsed_1e2.1.to_string(),
+                p.linear.r_collapsed_1e4.1.to_string(),
+                p.fixed.r_collapsed_1e4.1.to_string(),
+                p.linear.final_loss.to_string(),
+                p.fixed.final_loss.to_string(),
+                (p.fixed.left_chance && p.fixed.trained).to_string(),
+            ]
+        }),
+    )?;
     write_csv(
         &out.join("summary.csv"),
         &[
@@ -392,6 +521,7 @@ pub fn propositions(
     let report = PropositionsReport {
         settings: settings.clone(),
         proposition1,
+        proposition2,
         out: out.into(),
     };
     write_json(&out.join("summary.json"), &report)?;
