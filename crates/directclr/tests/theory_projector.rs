@@ -670,3 +670,94 @@ fn propositions_writes_its_files() {
         other => panic!("expected InvalidConfig(mechanisms), got {other:?}"),
     }
 }
+
+#[test]
+fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
+    use directclr::theory::alignment::{track, track_under, Condition};
+    use directclr::theory::conditions::{grid, sweep};
+    let settings = ProjectorSettings::default();
+    let config = settings.toy_config(Mechanism::StrongAugmentation, &tiny(30));
+    let head = settings.head_config(HeadKind::Linear);
+    let plain = track(&config, &head).unwrap();
+    let default = track_under(&config, &head, &Condition::default()).unwrap();
+    assert_eq!(plain.run.weights, default.run.weights);
+    // Scaled init: the recorded initial weights are the preset's times the factors.
+    let scaled = track_under(
+        &config,
+        &head,
+        &Condition {
+            encoder_init_scale: 0.5,
+            head_init_scale: 0.25,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
+    let close = |a: &DMatrix<f64>, b: &DMatrix<f64>| (a - b).norm() <= 1e-6 * b.norm();
+    assert!(close(
+        &scaled.run.initial_weights[0],
+        &(&plain.run.initial_weights[0] * 0.5)
+    ));
+    assert!(close(
+        &scaled.run.head_initial_weights[0],
+        &(&plain.run.head_initial_weights[0] * 0.25)
+    ));
+    // Weight decay at lr·λ·steps = 1e-3·10·30 = 0.3 shrinks the weights against no decay.
+    let decayed = track_under(
+        &config,
+        &head,
+        &Condition {
+            weight_decay: 10.0,
+            ..Condition::default()
+        },
+    )
+    .unwrap();
+    assert!(decayed.run.weights[0].norm() < plain.run.weights[0].norm());
+    for (c, field) in [
+        (
+            Condition {
+                encoder_init_scale: 0.0,
+                ..Condition::default()
+            },
+            "encoder_init_scale",
+        ),
+        (
+            Condition {
+                head_init_scale: f64::NAN,
+                ..Condition::default()
+            },
+            "head_init_scale",
+        ),
+        (
+            Condition {
+                weight_decay: -1.0,
+                ..Condition::default()
+            },
+            "weight_decay",
+        ),
+    ] {
+        match track_under(&config, &head, &c) {
+            Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!(
+                "{field}: expected InvalidConfig, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    // The grid: (s, s) for each scale, (1, s) for s ≠ 1, times each decay.
+    let g = grid(&[1.0, 0.1], &[0.0, 0.1]);
+    assert_eq!(g.len(), 6);
+    let dir = tempfile::tempdir().unwrap();
+    let r = sweep(
+        &ProjectorSettings {
+            mechanisms: vec![Mechanism::ImplicitRegularization],
+            ..Default::default()
+        },
+        &grid(&[1.0, 0.1], &[0.0]),
+        &tiny(20),
+        dir.path(),
+    )
+    .unwrap();
+    // none: 2 encoder scales; linear, diagonal: 3 conditions each.
+    assert_eq!(r.runs.len(), 2 + 3 + 3);
+    assert!(dir.path().join("summary.csv").is_file());
+}

@@ -124,8 +124,78 @@ impl TrackedRun {
     }
 }
 
-fn track_in<T: Real>(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun> {
+/// Conditions of Section 6's derivations that the toy presets do not meet (issue 28, item 4):
+/// the scale of the initial weights and weight decay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Condition {
+    /// Factor on the encoder's initial weights (1: the preset's init).
+    pub encoder_init_scale: f64,
+    /// Factor on the head's initial trainable parameters (1: the preset's init; the diagonal's
+    /// w starts at this value).
+    pub head_init_scale: f64,
+    /// L2 weight decay λ on every trained parameter: w ← w − lr·(∇L + λ·w), the gradient and
+    /// the decay both taken at the current w.
+    pub weight_decay: f64,
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition {
+            encoder_init_scale: 1.0,
+            head_init_scale: 1.0,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+impl Condition {
+    /// Refuses a scale that is not finite and > 0 or a decay that is not finite and ≥ 0, with
+    /// the field's name.
+    pub fn check(&self) -> Result<()> {
+        for (field, v) in [
+            ("encoder_init_scale", self.encoder_init_scale),
+            ("head_init_scale", self.head_init_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(
+                    field,
+                    format!("must be a finite number > 0, got {v}"),
+                ));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::config(
+                "weight_decay",
+                format!("must be a finite number ≥ 0, got {}", self.weight_decay),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn track_in<T: Real>(
+    config: &ToyConfig,
+    head: &HeadConfig,
+    condition: &Condition,
+) -> Result<TrackedRun> {
     let mut trainer = Trainer::<T>::with_head(config, head).measuring_rank();
+    if condition.encoder_init_scale != 1.0 {
+        let s = T::of(condition.encoder_init_scale);
+        trainer
+            .net
+            .layers
+            .iter_mut()
+            .for_each(|w| w.apply(|v| *v *= s));
+    }
+    if condition.head_init_scale != 1.0 {
+        let s = T::of(condition.head_init_scale);
+        trainer
+            .head
+            .parameters_mut()
+            .into_iter()
+            .for_each(|w| w.apply(|v| *v *= s));
+    }
+    let decay = T::of(config.lr * condition.weight_decay);
     let linear = head.kind == HeadKind::Linear;
     let point = |t: &Trainer<T>, step: usize, loss: Option<f64>| match &t.head {
         Head::Linear { w } if linear => Some(AlignmentPoint::measure(
@@ -142,6 +212,18 @@ fn track_in<T: Real>(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun
     points.extend(point(&trainer, 0, None));
     let mut records = vec![trainer.measure(0, None).0];
     for step in 1..=config.steps {
+        // Weight decay from the weights before the step: w ← (w − lr·∇L(w)) − lr·λ·w.
+        let before: Vec<DMatrix<T>> = if condition.weight_decay > 0.0 {
+            trainer
+                .net
+                .layers
+                .iter()
+                .chain(trainer.head.parameters())
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
         let loss = trainer.step().map_err(|e| match e {
             Error::Numerical { reason, .. } => Error::Numerical {
                 context: format!("toy model step {step}"),
@@ -149,6 +231,16 @@ fn track_in<T: Real>(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun
             },
             other => other,
         })?;
+        if !before.is_empty() {
+            let params = trainer
+                .net
+                .layers
+                .iter_mut()
+                .chain(trainer.head.parameters_mut());
+            for (w, w0) in params.zip(&before) {
+                w.zip_apply(w0, |w, w0| *w -= decay * w0);
+            }
+        }
         if step % config.log_every == 0 || step == config.steps {
             records.push(trainer.measure(step, Some(loss)).0);
             points.extend(point(&trainer, step, Some(loss)));
@@ -180,11 +272,22 @@ fn track_in<T: Real>(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun
 /// Trains like [`super::train_with_head`] (the same trajectory, bit for bit) and, for a linear
 /// head, measures its alignment with the last encoder layer at every measurement.
 pub fn track(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun> {
+    track_under(config, head, &Condition::default())
+}
+
+/// [`track`] under a [`Condition`]: initial weights scaled, weight decay added (the default
+/// condition gives [`track`]'s trajectory exactly).
+pub fn track_under(
+    config: &ToyConfig,
+    head: &HeadConfig,
+    condition: &Condition,
+) -> Result<TrackedRun> {
     config.check()?;
     head.check(config.dim)?;
+    condition.check()?;
     match config.precision {
-        Precision::F32 => track_in::<f32>(config, head),
-        Precision::F64 => track_in::<f64>(config, head),
+        Precision::F32 => track_in::<f32>(config, head, condition),
+        Precision::F64 => track_in::<f64>(config, head, condition),
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod alignment;
 pub mod closed_form;
+pub mod conditions;
 pub mod config;
 pub mod experiments;
 pub mod gaussian;
