@@ -119,6 +119,10 @@ pub enum TheoryCommand {
     /// encoder's last layer (|V_pᵀU_L| and its off-diagonal mass over training), a diagonal
     /// projector against the full one, on a toy encoder under both collapse mechanisms.
     Propositions(PropositionsArgs),
+    /// Issue 28, item 4: the heads none / linear / diagonal under scaled initial weights
+    /// (encoder and head) and weight decay, both mechanisms; one summary table, runs that never
+    /// left chance flagged.
+    Conditions(ConditionsArgs),
     /// All three experiments, each into a subfolder of --out.
     All(AllArgs),
 }
@@ -265,6 +269,26 @@ pub struct PropositionsArgs {
     pub activation: Option<Activation>,
     /// Output folder.
     #[arg(long, default_value = "out/theory/propositions")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory conditions`.
+#[derive(Debug, Args)]
+pub struct ConditionsArgs {
+    /// Collapse mechanisms, comma-separated [both].
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mechanism::ALL)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Factors on the preset's initial weights, comma-separated: each as (encoder, head) =
+    /// (s, s), and (1, s) for s ≠ 1.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1.0, 0.3, 0.1], allow_negative_numbers = true)]
+    pub scales: Vec<f64>,
+    /// Weight decays λ (w ← w − lr·(∇L + λw)), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.1], allow_negative_numbers = true)]
+    pub weight_decays: Vec<f64>,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/conditions")]
     pub out: PathBuf,
     #[command(flatten)]
     pub toy: ToyArgs,

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use directclr::theory::{
     alignment::{self, PropositionsReport},
+    conditions::{self, SweepReport},
     experiments::{self, AugmentationReport, DepthReport, ImplicitReport, Overrides},
     projector::{self, ProjectorReport, ProjectorSettings},
 };
@@ -110,6 +111,21 @@ pub fn run(cmd: TheoryCommand) -> anyhow::Result<()> {
             let r = alignment::propositions(&settings, &overrides(&a.toy), &a.out)
                 .context("theory propositions (Section 6, Propositions 1–2)")?;
             print_propositions(&r);
+        }
+        TheoryCommand::Conditions(a) => {
+            anyhow::ensure!(
+                a.toy.collapse_threshold.is_none(),
+                "invalid `collapse_threshold`: theory conditions always counts at {:?}",
+                projector::COLLAPSE_THRESHOLDS
+            );
+            let settings = ProjectorSettings {
+                mechanisms: a.mechanisms.clone(),
+                ..ProjectorSettings::default()
+            };
+            let grid = conditions::grid(&a.scales, &a.weight_decays);
+            let r = conditions::sweep(&settings, &grid, &overrides(&a.toy), &a.out)
+                .context("theory conditions (issue 28, item 4)")?;
+            print_conditions(&r);
         }
         TheoryCommand::All(a) => {
             let o = overrides(&a.toy);
@@ -293,6 +309,38 @@ fn print_propositions(r: &PropositionsReport) {
             p.linear.final_loss,
             p.fixed.final_loss,
             if p.fixed.left_chance && p.fixed.trained { "" } else { " (fixed-k never trained: proves nothing)" },
+        );
+    }
+    println!("  → {}", r.out.display());
+}
+
+fn print_conditions(r: &SweepReport) {
+    println!("Conditions of Section 6 — initial scale of encoder / head, weight decay; r = encoder output; collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 × largest");
+    println!("  mechanism                 head        enc.  head  wd      eff. rank r (start → end)  collapsed 1e-2 / 1e-4  final loss (first)     off-diag. mass end  misalign. end  rank W_p 1e-4/1e-6  seconds  left chance / trained");
+    for c in &r.runs {
+        let s = &c.run;
+        println!(
+            "  {:<24}  {:<10}  {:<4}  {:<4}  {:<6}  {:>6.2} → {:<6.2}            {:>2} / {:>2}                {:>8.4} ({:>8.4})   {:>8}            {:>8}       {:>7}             {:>5.1}    {}",
+            s.mechanism.name(),
+            s.head.name(),
+            c.condition.encoder_init_scale,
+            c.condition.head_init_scale,
+            c.condition.weight_decay,
+            s.r_effective_rank.0,
+            s.r_effective_rank.1,
+            s.r_collapsed_1e2.1,
+            s.r_collapsed_1e4.1,
+            s.final_loss,
+            s.initial_loss,
+            c.off_diagonal_mass.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
+            c.misalignment.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
+            c.projector_rank.map(|v| format!("{}/{}", v.0, v.1)).unwrap_or_else(|| "-".into()),
+            s.train_seconds,
+            match (s.left_chance, s.trained) {
+                (true, true) => "yes / yes",
+                (false, _) => "NO: never left chance, r is its initialisation and proves nothing",
+                (true, false) => "yes / NO: the loss did not fall, r is its initialisation and proves nothing",
+            }
         );
     }
     println!("  → {}", r.out.display());
