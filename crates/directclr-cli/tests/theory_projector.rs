@@ -217,3 +217,57 @@ fn a_tiny_propositions_run_writes_its_files_and_tables() {
     assert!(stderr.contains("`noisy_dims`"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn theory_conditions_runs_and_refuses_bad_conditions_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = directclr()
+        .args([
+            "--threads",
+            "1",
+            "theory",
+            "conditions",
+            "--mechanisms",
+            "implicit-regularization",
+            "--scales",
+            "1,0.1",
+            "--weight-decays",
+            "0",
+            "--steps",
+            "20",
+            "--log-every",
+            "10",
+            "--samples",
+            "300",
+            "--eval-samples",
+            "100",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Conditions of Section 6"), "{stdout}");
+    assert!(dir.path().join("summary.csv").is_file());
+    for (args, field) in [
+        (["--scales", "0"], "`encoder_init_scale`"),
+        (["--weight-decays", "-1"], "`weight_decay`"),
+    ] {
+        let out = directclr()
+            .args(["theory", "conditions", "--steps", "5"])
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
