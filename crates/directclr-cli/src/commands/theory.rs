@@ -334,7 +334,10 @@ fn print_conditions(r: &SweepReport) {
             s.initial_loss,
             c.off_diagonal_mass.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
             c.misalignment.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
-            c.projector_rank.map(|v| format!("{}/{}", v.0, v.1)).unwrap_or_else(|| "-".into()),
+            c.projector_rank
+                .map(|v| format!("{}/{}", v.0, v.1))
+                .or_else(|| c.fixed_rank.map(|k| format!("k = {k}")))
+                .unwrap_or_else(|| "-".into()),
             s.train_seconds,
             match (s.left_chance, s.trained) {
                 (true, true) => "yes / yes",

@@ -8,6 +8,11 @@
 //! Not swept here: L2-normalised z (the toy losses of [`super::ToyLoss`] have no normalised
 //! form yet) and the training length (set `--steps`).
 //!
+//! Proposition 2 under a condition: wherever the trained linear projector's numerical rank k at
+//! 1e-4 of σ₁ is below d, a fixed rank-k projector ([`HeadKind::FixedLowRank`]) is trained under
+//! the same condition (its frozen W_p is not scaled; decay applies to the encoder) and added as
+//! a row with head `fixed-low-rank`.
+//!
 //! Writes `out/summary.csv` and `out/summary.json`: one row per mechanism × condition × head.
 
 use std::path::{Path, PathBuf};
@@ -40,12 +45,15 @@ pub struct ConditionRun {
     pub misalignment: Option<(f64, f64)>,
     /// For the linear head: the numerical rank of the trained W_p at 1e-4 and 1e-6 of σ₁.
     pub projector_rank: Option<(usize, usize)>,
+    /// For a fixed projector: its rank k (the trained linear projector's rank at 1e-4 under the
+    /// same condition).
+    pub fixed_rank: Option<usize>,
 }
 
 /// The outcome of [`sweep`].
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepReport {
-    /// Every run, mechanism-major, then condition, then head.
+    /// Every run, mechanism-major, then condition, then head; then the fixed rank-k runs.
     pub runs: Vec<ConditionRun>,
     /// The folder written.
     pub out: PathBuf,
@@ -107,29 +115,55 @@ pub fn sweep(
         }
     }
     create_dir(out)?;
-    let runs: Vec<ConditionRun> = jobs
-        .par_iter()
-        .map(|(m, config, c, head)| {
-            let start = std::time::Instant::now();
-            let t = track_under(config, head, c)?;
-            let run = summarise(*m, &t.run, start.elapsed().as_secs_f64())?;
-            let first_last = |f: fn(&super::alignment::AlignmentPoint) -> f64| {
-                Some((f(t.points.first()?), f(t.points.last()?)))
-            };
-            Ok(ConditionRun {
-                condition: *c,
-                run,
-                off_diagonal_mass: first_last(|p| p.off_diagonal_mass),
-                misalignment: first_last(|p| p.misalignment),
-                projector_rank: t.points.last().map(|p| {
-                    (
-                        numerical_rank(&p.projector_singular_values, 1e-4),
-                        numerical_rank(&p.projector_singular_values, 1e-6),
-                    )
-                }),
+    let run_job = |(m, config, c, head): &(Mechanism, ToyConfig, Condition, HeadConfig)| {
+        let start = std::time::Instant::now();
+        let t = track_under(config, head, c)?;
+        let run = summarise(*m, &t.run, start.elapsed().as_secs_f64())?;
+        let first_last = |f: fn(&super::alignment::AlignmentPoint) -> f64| {
+            Some((f(t.points.first()?), f(t.points.last()?)))
+        };
+        Ok(ConditionRun {
+            condition: *c,
+            run,
+            off_diagonal_mass: first_last(|p| p.off_diagonal_mass),
+            misalignment: first_last(|p| p.misalignment),
+            projector_rank: t.points.last().map(|p| {
+                (
+                    numerical_rank(&p.projector_singular_values, 1e-4),
+                    numerical_rank(&p.projector_singular_values, 1e-6),
+                )
+            }),
+            fixed_rank: None,
+        })
+    };
+    let mut runs: Vec<ConditionRun> = jobs.par_iter().map(run_job).collect::<Result<_>>()?;
+    // Proposition 2: a fixed projector of the trained one's rank at 1e-4, where it is below d.
+    let fixed_jobs: Vec<(Mechanism, ToyConfig, Condition, HeadConfig)> = jobs
+        .iter()
+        .zip(&runs)
+        .filter_map(|((m, config, c, head), r)| {
+            let (k, _) = r.projector_rank?;
+            (k < config.dim).then(|| {
+                (
+                    *m,
+                    config.clone(),
+                    *c,
+                    HeadConfig {
+                        kind: HeadKind::FixedLowRank,
+                        rank: k,
+                        ..*head
+                    },
+                )
             })
         })
-        .collect::<Result<_>>()?;
+        .collect();
+    let fixed: Vec<ConditionRun> = fixed_jobs.par_iter().map(run_job).collect::<Result<_>>()?;
+    for (f, (_, _, _, head)) in fixed.into_iter().zip(&fixed_jobs) {
+        runs.push(ConditionRun {
+            fixed_rank: Some(head.rank),
+            ..f
+        });
+    }
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     write_csv(
         &out.join("summary.csv"),
@@ -155,6 +189,7 @@ pub fn sweep(
             "misalignment_end",
             "projector_rank_1e-4",
             "projector_rank_1e-6",
+            "fixed_rank",
             "train_seconds",
         ]
         .map(String::from),
@@ -186,6 +221,7 @@ pub fn sweep(
                 r.projector_rank
                     .map(|v| v.1.to_string())
                     .unwrap_or_default(),
+                r.fixed_rank.map(|k| k.to_string()).unwrap_or_default(),
                 s.train_seconds.to_string(),
             ]
         }),
