@@ -115,6 +115,14 @@ pub enum TheoryCommand {
     /// low-rank, diagonal) on a toy encoder, under both collapse mechanisms; reports the
     /// spectrum and effective rank of the representation r and whether the loss left chance.
     Projector(ProjectorArgs),
+    /// Section 6, Propositions 1–2: the alignment of a trainable linear projector with the
+    /// encoder's last layer (|V_pᵀU_L| and its off-diagonal mass over training), a diagonal
+    /// projector against the full one, on a toy encoder under both collapse mechanisms.
+    Propositions(PropositionsArgs),
+    /// Issue 28, item 4: the heads none / linear / diagonal under scaled initial weights
+    /// (encoder and head) and weight decay, both mechanisms; one summary table, runs that never
+    /// left chance flagged.
+    Conditions(ConditionsArgs),
     /// All three experiments, each into a subfolder of --out.
     All(AllArgs),
 }
@@ -236,6 +244,51 @@ pub struct ProjectorArgs {
     pub activation: Option<Activation>,
     /// Output folder.
     #[arg(long, default_value = "out/theory/projector")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory propositions`.
+#[derive(Debug, Args)]
+pub struct PropositionsArgs {
+    /// Collapse mechanisms, comma-separated [both].
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mechanism::ALL)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Noise std of strong augmentation [Section 4: 1.5 collapses].
+    #[arg(long, default_value_t = 1.5, allow_negative_numbers = true)]
+    pub noise: f64,
+    /// How many of the last coordinates get strong-augmentation noise [paper: 8].
+    #[arg(long, default_value_t = 8)]
+    pub noisy_dims: usize,
+    /// Encoder depth L [1 for strong augmentation, 2 for implicit regularisation].
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Between encoder layers [linear].
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/propositions")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub toy: ToyArgs,
+}
+
+/// Arguments of `theory conditions`.
+#[derive(Debug, Args)]
+pub struct ConditionsArgs {
+    /// Collapse mechanisms, comma-separated [both].
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Mechanism::ALL)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Factors on the preset's initial weights, comma-separated: each as (encoder, head) =
+    /// (s, s), and (1, s) for s ≠ 1.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1.0, 0.3, 0.1], allow_negative_numbers = true)]
+    pub scales: Vec<f64>,
+    /// Weight decays λ (w ← w − lr·(∇L + λw)), comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.1], allow_negative_numbers = true)]
+    pub weight_decays: Vec<f64>,
+    /// Output folder.
+    #[arg(long, default_value = "out/theory/conditions")]
     pub out: PathBuf,
     #[command(flatten)]
     pub toy: ToyArgs,

@@ -139,3 +139,135 @@ fn a_run_that_did_not_train_says_it_proves_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("proves nothing"), "{stdout}");
 }
+
+#[test]
+fn a_tiny_propositions_run_writes_its_files_and_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = directclr()
+        .args([
+            "--threads",
+            "1",
+            "theory",
+            "propositions",
+            "--steps",
+            "40",
+            "--log-every",
+            "20",
+            "--samples",
+            "300",
+            "--eval-samples",
+            "100",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Proposition 1"), "{stdout}");
+    assert!(stdout.contains("Proposition 2"), "{stdout}");
+    for mechanism in ["strong-augmentation", "implicit-regularization"] {
+        let lin = dir.path().join(mechanism).join("linear");
+        for f in [
+            "alignment.csv",
+            "alignment_final.png",
+            "off_diagonal_mass.png",
+        ] {
+            assert!(lin.join(f).is_file(), "{}", lin.join(f).display());
+        }
+    }
+    for f in ["summary.json", "summary.csv", "projector_rank.csv"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    // A bad option names its field and exits non-zero without a panic.
+    let out = directclr()
+        .args([
+            "theory",
+            "propositions",
+            "--mechanisms",
+            "sideways",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--mechanisms"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let out = directclr()
+        .args([
+            "theory",
+            "propositions",
+            "--noisy-dims",
+            "20",
+            "--steps",
+            "5",
+            "--out",
+        ])
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "--noisy-dims 20 was accepted");
+    assert!(stderr.contains("`noisy_dims`"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn theory_conditions_runs_and_refuses_bad_conditions_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = directclr()
+        .args([
+            "--threads",
+            "1",
+            "theory",
+            "conditions",
+            "--mechanisms",
+            "implicit-regularization",
+            "--scales",
+            "1,0.1",
+            "--weight-decays",
+            "0",
+            "--steps",
+            "20",
+            "--log-every",
+            "10",
+            "--samples",
+            "300",
+            "--eval-samples",
+            "100",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Conditions of Section 6"), "{stdout}");
+    assert!(dir.path().join("summary.csv").is_file());
+    for (args, field) in [
+        (["--scales", "0"], "`encoder_init_scale`"),
+        (["--weight-decays", "-1"], "`weight_decay`"),
+    ] {
+        let out = directclr()
+            .args(["theory", "conditions", "--steps", "5"])
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

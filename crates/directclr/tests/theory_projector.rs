@@ -402,3 +402,362 @@ fn a_run_that_did_not_train_is_flagged() {
     let r = projector(&settings, &tiny(200), &dir.path().join("moving")).unwrap();
     assert!(r.runs[0].trained, "final {}", r.runs[0].final_loss);
 }
+
+// ---- Proposition 1: the linear projector against the gradient flow (issue 28, step 2) ----
+
+type Params = Vec<DMatrix<f64>>;
+
+/// θ = (W_1, W_p) of a one-layer linear encoder with a linear projector, z = W_p·W_1·x.
+fn flow_grad(theta: &Params, loss: ToyLoss, x1: &DMatrix<f64>, x2: &DMatrix<f64>) -> Params {
+    let net = ToyNet {
+        layers: vec![theta[0].clone()],
+        activation: Activation::Linear,
+    };
+    let head = Head::Linear {
+        w: theta[1].clone(),
+    };
+    let g = head_grads(&net, &head, loss, TAU, x1, x2, None).unwrap();
+    vec![g.encoder[0].clone(), g.head[0].clone()]
+}
+
+fn axpy(theta: &Params, a: f64, v: &Params) -> Params {
+    theta.iter().zip(v).map(|(t, v)| t + v * a).collect()
+}
+
+fn norm(v: &Params) -> f64 {
+    v.iter().map(|m| m.norm_squared()).sum::<f64>().sqrt()
+}
+
+/// ∇²L·v by a central difference of the gradient (error O(ε²·‖∇³L‖), far below the factor-2
+/// margin the bound below takes).
+fn hessian_times(
+    theta: &Params,
+    v: &Params,
+    loss: ToyLoss,
+    x1: &DMatrix<f64>,
+    x2: &DMatrix<f64>,
+) -> Params {
+    let eps = 1e-5 / norm(v).max(1e-300);
+    let plus = flow_grad(&axpy(theta, eps, v), loss, x1, x2);
+    let minus = flow_grad(&axpy(theta, -eps, v), loss, x1, x2);
+    axpy(&plus, -1.0, &minus)
+        .into_iter()
+        .map(|m| m / (2.0 * eps))
+        .collect()
+}
+
+/// ‖∇²L‖₂ at θ by 30 power iterations on Hessian–vector products.
+fn hessian_norm(theta: &Params, loss: ToyLoss, x1: &DMatrix<f64>, x2: &DMatrix<f64>) -> f64 {
+    let mut v = flow_grad(theta, loss, x1, x2);
+    let mut lambda = 0.0;
+    for _ in 0..30 {
+        let n = norm(&v);
+        v = v.into_iter().map(|m| m / n).collect();
+        v = hessian_times(theta, &v, loss, x1, x2);
+        lambda = norm(&v);
+    }
+    lambda
+}
+
+struct FlowComparison {
+    /// ‖θ_Euler(n) − θ_flow(n·lr)‖.
+    error: f64,
+    /// The bound (lr/2)·M·t·e^{K t} (see the test).
+    bound: f64,
+    /// Drift of the invariant W_1W_1ᵀ − W_pᵀW_p under the discrete steps, and its bound.
+    invariant_drift: f64,
+    invariant_bound: f64,
+    /// Drift of the invariant along the RK4 flow.
+    flow_invariant_drift: f64,
+    /// The misalignment of (W_1, W_p) at the end: discrete, flow.
+    misalignment: (f64, f64),
+    /// 1/σ_max(W_1) + 1/σ_max(W_p) at the flow's end.
+    inverse_scale: f64,
+}
+
+/// n plain SGD steps of size lr on one fixed batch against the gradient flow θ̇ = −∇L(θ)
+/// integrated by RK4 to t = n·lr with steps of lr / 4.
+fn compare_with_flow(loss: ToyLoss, lr: f64, t: f64, seed: u64) -> FlowComparison {
+    use directclr::theory::closed_form::{misalignment, theorem2_invariant};
+    let (net, x1, x2) = problem(6, 16, 1, Activation::Linear, seed);
+    let head = head_of(HeadKind::Linear, 6, seed + 100);
+    let theta0: Params = vec![net.layers[0].clone(), head.parameters()[0].clone()];
+    // Keep K·t ≤ 1/2 (K = ‖∇²L‖ at the start) so that the bound's e^{K t} stays a constant
+    // and the tolerance is first order, O(lr·t·M): the un-normalised dot-product loss at τ = 0.1
+    // has ‖∇²L‖ in the hundreds.
+    let k0 = hessian_norm(&theta0, loss, &x1, &x2);
+    let t = t.min(0.5 / k0);
+    let n = (t / lr).round() as usize;
+    let t = n as f64 * lr;
+    let invariant = |th: &Params| theorem2_invariant(&th[0], &th[1]);
+    // Discrete SGD (the trainer's update) on the fixed batch.
+    let mut euler = theta0.clone();
+    let mut invariant_bound = 0.0;
+    for _ in 0..n {
+        let g = flow_grad(&euler, loss, &x1, &x2);
+        // One step changes W_1W_1ᵀ − W_pᵀW_p by exactly lr²·(G_1G_1ᵀ − G_pᵀG_p) (the O(lr) terms
+        // cancel as they do in the flow), of Frobenius norm ≤ lr²·(‖G_1‖²_F + ‖G_p‖²_F).
+        invariant_bound += lr * lr * (g[0].norm_squared() + g[1].norm_squared());
+        euler = axpy(&euler, -lr, &g);
+    }
+    // RK4 on the flow; M = max ‖θ̈‖ = max ‖∇²L·∇L‖ along it.
+    let h = lr / 4.0;
+    let mut flow = theta0.clone();
+    let mut m_max: f64 = 0.0;
+    let f = |th: &Params| -> Params {
+        flow_grad(th, loss, &x1, &x2)
+            .into_iter()
+            .map(|m| -m)
+            .collect()
+    };
+    for k in 0..4 * n {
+        if k % 4 == 0 {
+            let g = flow_grad(&flow, loss, &x1, &x2);
+            m_max = m_max.max(norm(&hessian_times(&flow, &g, loss, &x1, &x2)));
+        }
+        let k1 = f(&flow);
+        let k2 = f(&axpy(&flow, h / 2.0, &k1));
+        let k3 = f(&axpy(&flow, h / 2.0, &k2));
+        let k4 = f(&axpy(&flow, h, &k3));
+        for i in 0..flow.len() {
+            flow[i] += (&k1[i] + &k2[i] * 2.0 + &k3[i] * 2.0 + &k4[i]) * (h / 6.0);
+        }
+    }
+    let k = k0.max(hessian_norm(&flow, loss, &x1, &x2));
+    // Euler's global error for θ̇ = F(θ), F Lipschitz with constant K = ‖∇²L‖ and ‖θ̈‖ ≤ M:
+    // ‖θ_n − θ(t)‖ ≤ (lr·M / 2K)·(e^{K t} − 1) ≤ (lr/2)·M·t·e^{K t} — first order in lr, i.e.
+    // O(lr·t·‖∇²L‖·‖∇L‖). M and K are measured along the path rather than maximised over a
+    // region, so each takes a factor 2 of margin; RK4's own error (O(h⁴)) is negligible.
+    let bound = lr / 2.0 * (2.0 * m_max) * t * (2.0 * k * t).exp();
+    FlowComparison {
+        error: norm(&axpy(&euler, -1.0, &flow)),
+        bound,
+        invariant_drift: (invariant(&euler) - invariant(&theta0)).norm(),
+        invariant_bound,
+        flow_invariant_drift: (invariant(&flow) - invariant(&theta0)).norm(),
+        misalignment: (
+            misalignment(&euler[0], &euler[1]),
+            misalignment(&flow[0], &flow[1]),
+        ),
+        inverse_scale: flow.iter().map(|w| 1.0 / w.singular_values().max()).sum(),
+    }
+}
+
+#[test]
+fn linear_projector_sgd_follows_the_gradient_flow() {
+    for loss in [ToyLoss::Distance, ToyLoss::Dot] {
+        let (lr, t) = (1e-4, 0.2);
+        let c = compare_with_flow(loss, lr, t, 3);
+        eprintln!(
+            "{loss:?}: ‖SGD − flow‖ {:.3e} (bound {:.3e}); invariant drift SGD {:.3e} (bound {:.3e}), flow {:.3e}; misalignment SGD {:.6} flow {:.6}",
+            c.error, c.bound, c.invariant_drift, c.invariant_bound, c.flow_invariant_drift,
+            c.misalignment.0, c.misalignment.1
+        );
+        assert!(
+            c.error <= c.bound,
+            "{loss:?}: ‖Euler − flow‖ = {:.3e} > bound {:.3e}",
+            c.error,
+            c.bound
+        );
+        // First order in lr: halving lr halves the gap (so the comparison is with the flow,
+        // not a coincidence of two wrong trajectories).
+        let half = compare_with_flow(loss, lr / 2.0, t, 3);
+        let ratio = c.error / half.error;
+        assert!(
+            (1.7..2.3).contains(&ratio),
+            "{loss:?}: error ratio lr/(lr/2) = {ratio:.3} (errors {:.3e}, {:.3e})",
+            c.error,
+            half.error
+        );
+        // Proposition 1's mechanism: the flow conserves W_1W_1ᵀ − W_pᵀW_p (RK4 error only);
+        // SGD drifts by at most Σ lr²(‖G_1‖² + ‖G_p‖²).
+        assert!(
+            c.flow_invariant_drift < 1e-9,
+            "{loss:?}: flow drift {:.3e}",
+            c.flow_invariant_drift
+        );
+        assert!(
+            c.invariant_drift <= c.invariant_bound,
+            "{loss:?}: SGD drift {:.3e} > {:.3e}",
+            c.invariant_drift,
+            c.invariant_bound
+        );
+        // The alignment measure of both trajectories agrees to the trajectories' gap:
+        // m = ‖[A, B]‖/(‖A‖‖B‖) with A = W_1W_1ᵀ, B = W_pᵀW_p changes by at most 3‖dA‖/‖A‖ +
+        // 3‖dB‖/‖B‖ ≤ 6‖dW_1‖/σ_max(W_1) + 6‖dW_p‖/σ_max(W_p) to first order (‖A‖_F ≥ σ_max²);
+        // a factor 2 covers the second order at these gaps.
+        assert!(
+            (c.misalignment.0 - c.misalignment.1).abs() <= 12.0 * c.error * c.inverse_scale,
+            "{loss:?}: misalignment {:.6} (SGD) vs {:.6} (flow), gap {:.3e}",
+            c.misalignment.0,
+            c.misalignment.1,
+            c.error
+        );
+    }
+}
+
+#[test]
+fn tracking_the_alignment_leaves_the_trajectory_unchanged() {
+    use directclr::theory::alignment::track;
+    let settings = ProjectorSettings::default();
+    for m in Mechanism::ALL {
+        let config = settings.toy_config(m, &tiny(30));
+        let head = settings.head_config(HeadKind::Linear);
+        let tracked = track(&config, &head).unwrap();
+        let plain = train_with_head(&config, &head).unwrap();
+        assert_eq!(tracked.run.weights, plain.weights, "{m:?}");
+        assert_eq!(tracked.run.head_weights, plain.head_weights, "{m:?}");
+        assert_eq!(tracked.points.len(), plain.records.len());
+        let p = &tracked.points[0];
+        assert!(p.off_diagonal_mass >= 0.0 && p.off_diagonal_mass <= 1.0);
+        assert_eq!(p.projector_singular_values.len(), 16);
+    }
+}
+
+#[test]
+fn propositions_writes_its_files() {
+    use directclr::theory::alignment::propositions;
+    let dir = tempfile::tempdir().unwrap();
+    let r = propositions(&ProjectorSettings::default(), &tiny(30), dir.path()).unwrap();
+    assert_eq!(r.proposition1.len(), 2);
+    for p in &r.proposition1 {
+        let lin = dir.path().join(p.mechanism.name()).join("linear");
+        for f in [
+            "alignment.csv",
+            "projector_singular_values.csv",
+            "alignment_final.png",
+            "off_diagonal_mass.png",
+            "r_metrics.csv",
+        ] {
+            assert!(lin.join(f).is_file(), "{}", lin.join(f).display());
+        }
+        assert_eq!(read(&lin.join("alignment.csv")).lines().count(), 1 + 4);
+        assert!(dir
+            .path()
+            .join(p.mechanism.name())
+            .join("diagonal/r_metrics.csv")
+            .is_file());
+    }
+    // Proposition 2: one fixed run per distinct numerical rank of the trained W_p, each k the
+    // count of singular values ≥ t·σ₁ for the thresholds that gave it.
+    use directclr::theory::alignment::{numerical_rank, RANK_THRESHOLDS};
+    assert!(!r.proposition2.is_empty());
+    for p in &r.proposition2 {
+        assert!(!p.k_from_thresholds.is_empty());
+        for t in &p.k_from_thresholds {
+            assert_eq!(numerical_rank(&p.projector_singular_values, *t), p.k);
+        }
+        let i = RANK_THRESHOLDS
+            .iter()
+            .position(|t| t == &p.k_from_thresholds[0])
+            .unwrap();
+        assert_eq!(p.projector_rank[i], p.k);
+        assert!(dir
+            .path()
+            .join(p.mechanism.name())
+            .join(format!("fixed-rank-{}/r_metrics.csv", p.k))
+            .is_file());
+    }
+    assert!(dir.path().join("projector_rank.csv").is_file());
+    assert_eq!(numerical_rank(&[1.0, 1e-3, 1e-5, 1e-7], 1e-4), 2);
+    assert_eq!(numerical_rank(&[1.0, 1e-3, 1e-5, 1e-7], 1e-6), 3);
+    let bad = ProjectorSettings {
+        mechanisms: vec![],
+        ..Default::default()
+    };
+    match propositions(&bad, &tiny(30), dir.path()) {
+        Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, "mechanisms"),
+        other => panic!("expected InvalidConfig(mechanisms), got {other:?}"),
+    }
+}
+
+#[test]
+fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
+    use directclr::theory::alignment::{track, track_under, Condition};
+    use directclr::theory::conditions::{grid, sweep};
+    let settings = ProjectorSettings::default();
+    let config = settings.toy_config(Mechanism::StrongAugmentation, &tiny(30));
+    let head = settings.head_config(HeadKind::Linear);
+    let plain = track(&config, &head).unwrap();
+    let default = track_under(&config, &head, &Condition::default()).unwrap();
+    assert_eq!(plain.run.weights, default.run.weights);
+    // Scaled init: the recorded initial weights are the preset's times the factors.
+    let scaled = track_under(
+        &config,
+        &head,
+        &Condition {
+            encoder_init_scale: 0.5,
+            head_init_scale: 0.25,
+            weight_decay: 0.0,
+        },
+    )
+    .unwrap();
+    let close = |a: &DMatrix<f64>, b: &DMatrix<f64>| (a - b).norm() <= 1e-6 * b.norm();
+    assert!(close(
+        &scaled.run.initial_weights[0],
+        &(&plain.run.initial_weights[0] * 0.5)
+    ));
+    assert!(close(
+        &scaled.run.head_initial_weights[0],
+        &(&plain.run.head_initial_weights[0] * 0.25)
+    ));
+    // Weight decay at lr·λ·steps = 1e-3·10·30 = 0.3 shrinks the weights against no decay.
+    let decayed = track_under(
+        &config,
+        &head,
+        &Condition {
+            weight_decay: 10.0,
+            ..Condition::default()
+        },
+    )
+    .unwrap();
+    assert!(decayed.run.weights[0].norm() < plain.run.weights[0].norm());
+    for (c, field) in [
+        (
+            Condition {
+                encoder_init_scale: 0.0,
+                ..Condition::default()
+            },
+            "encoder_init_scale",
+        ),
+        (
+            Condition {
+                head_init_scale: f64::NAN,
+                ..Condition::default()
+            },
+            "head_init_scale",
+        ),
+        (
+            Condition {
+                weight_decay: -1.0,
+                ..Condition::default()
+            },
+            "weight_decay",
+        ),
+    ] {
+        match track_under(&config, &head, &c) {
+            Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+            other => panic!(
+                "{field}: expected InvalidConfig, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    // The grid: (s, s) for each scale, (1, s) for s ≠ 1, times each decay.
+    let g = grid(&[1.0, 0.1], &[0.0, 0.1]);
+    assert_eq!(g.len(), 6);
+    let dir = tempfile::tempdir().unwrap();
+    let r = sweep(
+        &ProjectorSettings {
+            mechanisms: vec![Mechanism::ImplicitRegularization],
+            ..Default::default()
+        },
+        &grid(&[1.0, 0.1], &[0.0]),
+        &tiny(20),
+        dir.path(),
+    )
+    .unwrap();
+    // none: 2 encoder scales; linear, diagonal: 3 conditions each.
+    assert_eq!(r.runs.len(), 2 + 3 + 3);
+    assert!(dir.path().join("summary.csv").is_file());
+}

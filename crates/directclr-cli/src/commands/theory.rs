@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use directclr::theory::{
+    alignment::{self, PropositionsReport},
+    conditions::{self, SweepReport},
     experiments::{self, AugmentationReport, DepthReport, ImplicitReport, Overrides},
     projector::{self, ProjectorReport, ProjectorSettings},
 };
@@ -90,6 +92,40 @@ pub fn run(cmd: TheoryCommand) -> anyhow::Result<()> {
             let r = projector::projector(&settings, &overrides(&a.toy), &a.out)
                 .context("theory projector (Section 6)")?;
             print_projector(&r);
+        }
+        TheoryCommand::Propositions(a) => {
+            anyhow::ensure!(
+                a.toy.collapse_threshold.is_none(),
+                "invalid `collapse_threshold`: theory propositions always counts at {:?}",
+                projector::COLLAPSE_THRESHOLDS
+            );
+            let settings = ProjectorSettings {
+                mechanisms: a.mechanisms.clone(),
+                heads: vec![],
+                noise_std: a.noise,
+                noisy_dims: a.noisy_dims,
+                layers: a.layers,
+                activation: a.activation,
+                ..ProjectorSettings::default()
+            };
+            let r = alignment::propositions(&settings, &overrides(&a.toy), &a.out)
+                .context("theory propositions (Section 6, Propositions 1–2)")?;
+            print_propositions(&r);
+        }
+        TheoryCommand::Conditions(a) => {
+            anyhow::ensure!(
+                a.toy.collapse_threshold.is_none(),
+                "invalid `collapse_threshold`: theory conditions always counts at {:?}",
+                projector::COLLAPSE_THRESHOLDS
+            );
+            let settings = ProjectorSettings {
+                mechanisms: a.mechanisms.clone(),
+                ..ProjectorSettings::default()
+            };
+            let grid = conditions::grid(&a.scales, &a.weight_decays);
+            let r = conditions::sweep(&settings, &grid, &overrides(&a.toy), &a.out)
+                .context("theory conditions (issue 28, item 4)")?;
+            print_conditions(&r);
         }
         TheoryCommand::All(a) => {
             let o = overrides(&a.toy);
@@ -209,6 +245,100 @@ fn print_projector(r: &ProjectorReport) {
             s.r_collapsed_1e6.1,
             s.final_loss,
             s.chance_loss,
+            match (s.left_chance, s.trained) {
+                (true, true) => "yes / yes",
+                (false, _) => "NO: never left chance, r is its initialisation and proves nothing",
+                (true, false) => "yes / NO: the loss did not fall, r is its initialisation and proves nothing",
+            }
+        );
+    }
+    println!("  → {}", r.out.display());
+}
+
+fn print_propositions(r: &PropositionsReport) {
+    println!("Section 6, Proposition 1 — alignment of the linear projector W_p with the last encoder layer W_L (A = V_p^T U_L)");
+    println!("  off-diagonal mass = 1 - sum_k A_kk^2 / |A|_F^2 (unrelated bases: about 1 - 1/d); matched = order-free (1 - mean_k max_l A_kl^2)");
+    println!("  mechanism                 L  off-diag. mass (start → end)  matched (start → end)  misalignment (start → end)  | final loss linear / diagonal  eff. rank r linear / diagonal  collapsed r 1e-2 linear / diagonal");
+    for p in &r.proposition1 {
+        let flag = |h: &projector::HeadRun| {
+            if h.left_chance && h.trained {
+                ""
+            } else {
+                " (never trained: proves nothing)"
+            }
+        };
+        println!(
+            "  {:<24}  {}  {:.3} → {:.3} (random {:.3})     {:.3} → {:.3}          {:.2e} → {:.2e}          | {:.4}{} / {:.4}{}     {:.2} / {:.2}                   {} / {}",
+            p.mechanism.name(),
+            p.linear.layers,
+            p.off_diagonal_mass.0,
+            p.off_diagonal_mass.1,
+            p.random_off_diagonal_mass,
+            p.matched_off_diagonal_mass.0,
+            p.matched_off_diagonal_mass.1,
+            p.misalignment.0,
+            p.misalignment.1,
+            p.linear.final_loss,
+            flag(&p.linear),
+            p.diagonal.final_loss,
+            flag(&p.diagonal),
+            p.linear.r_effective_rank.1,
+            p.diagonal.r_effective_rank.1,
+            p.linear.r_collapsed_1e2.1,
+            p.diagonal.r_collapsed_1e2.1,
+        );
+    }
+    println!("Section 6, Proposition 2 — rank of the trained linear projector and a fixed projector of that rank (same encoder, data, batches)");
+    println!("  mechanism                 rank W_p at 1e-2 / 1e-4 / 1e-6 of sigma_1  sigma_min/sigma_1  k   eff. rank r linear / fixed-k  collapsed r 1e-2 linear / fixed-k  collapsed r 1e-4 linear / fixed-k  final loss linear / fixed-k");
+    for p in &r.proposition2 {
+        let sv = &p.projector_singular_values;
+        println!(
+            "  {:<24}  {:>2} / {:>2} / {:>2}                             {:.2e}          {:>2}  {:.2} / {:.2}                 {:>2} / {:>2}                            {:>2} / {:>2}                            {:.4} / {:.4}{}",
+            p.mechanism.name(),
+            p.projector_rank[0],
+            p.projector_rank[1],
+            p.projector_rank[2],
+            sv.last().copied().unwrap_or(0.0) / sv.first().copied().unwrap_or(1.0),
+            p.k,
+            p.linear.r_effective_rank.1,
+            p.fixed.r_effective_rank.1,
+            p.linear.r_collapsed_1e2.1,
+            p.fixed.r_collapsed_1e2.1,
+            p.linear.r_collapsed_1e4.1,
+            p.fixed.r_collapsed_1e4.1,
+            p.linear.final_loss,
+            p.fixed.final_loss,
+            if p.fixed.left_chance && p.fixed.trained { "" } else { " (fixed-k never trained: proves nothing)" },
+        );
+    }
+    println!("  → {}", r.out.display());
+}
+
+fn print_conditions(r: &SweepReport) {
+    println!("Conditions of Section 6 — initial scale of encoder / head, weight decay; r = encoder output; collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 × largest");
+    println!("  mechanism                 head        enc.  head  wd      eff. rank r (start → end)  collapsed 1e-2 / 1e-4  final loss (first)     off-diag. mass end  misalign. end  rank W_p 1e-4/1e-6  seconds  left chance / trained");
+    for c in &r.runs {
+        let s = &c.run;
+        println!(
+            "  {:<24}  {:<10}  {:<4}  {:<4}  {:<6}  {:>6.2} → {:<6.2}            {:>2} / {:>2}                {:>8.4} ({:>8.4})   {:>8}            {:>8}       {:>7}             {:>5.1}    {}",
+            s.mechanism.name(),
+            s.head.name(),
+            c.condition.encoder_init_scale,
+            c.condition.head_init_scale,
+            c.condition.weight_decay,
+            s.r_effective_rank.0,
+            s.r_effective_rank.1,
+            s.r_collapsed_1e2.1,
+            s.r_collapsed_1e4.1,
+            s.final_loss,
+            s.initial_loss,
+            c.off_diagonal_mass.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
+            c.misalignment.map(|v| format!("{:.3}", v.1)).unwrap_or_else(|| "-".into()),
+            c.projector_rank
+                .map(|v| format!("{}/{}", v.0, v.1))
+                .or_else(|| c.fixed_rank.map(|k| format!("k = {k}")))
+                .unwrap_or_else(|| "-".into()),
+            s.train_seconds,
             match (s.left_chance, s.trained) {
                 (true, true) => "yes / yes",
                 (false, _) => "NO: never left chance, r is its initialisation and proves nothing",

@@ -12,7 +12,9 @@
 //! [`trainer`] is the one training loop for all of them; [`closed_form`] holds the lemmas and
 //! theorems; [`experiments`] runs the paper's figures and writes their files.
 
+pub mod alignment;
 pub mod closed_form;
+pub mod conditions;
 pub mod config;
 pub mod experiments;
 pub mod gaussian;

@@ -205,7 +205,7 @@ pub struct ProjectorReport {
     pub out: PathBuf,
 }
 
-fn rank_of(record: &ToyRecord) -> Result<f64> {
+pub(crate) fn rank_of(record: &ToyRecord) -> Result<f64> {
     let singular_values = record
         .representation_singular_values
         .as_deref()
@@ -224,7 +224,7 @@ fn losses(run: &ToyRun) -> (f64, f64) {
     (measured[0], tail.iter().sum::<f64>() / tail.len() as f64)
 }
 
-fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun> {
+pub(crate) fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun> {
     let (first, last) = (&run.records[0], run.last());
     let collapsed = |r: &ToyRecord, t: f64| collapsed_dimensions(&r.embedding_spectrum, t);
     let (initial_loss, final_loss) = losses(run);
@@ -258,7 +258,7 @@ fn summarise(mechanism: Mechanism, run: &ToyRun, seconds: f64) -> Result<HeadRun
 
 /// Writes one run's folder: the common files, `r_metrics.csv` (step, loss, effective rank of
 /// r, collapsed counts at the three thresholds), `z_spectrum.csv` and `r_spectrum_evolution.png`.
-fn write_head_run(dir: &Path, run: &ToyRun) -> Result<()> {
+pub(crate) fn write_head_run(dir: &Path, run: &ToyRun) -> Result<()> {
     super::experiments::write_run(dir, run)?;
     write_json(&dir.join("head.json"), &run.head)?;
     let mut rows = Vec::with_capacity(run.records.len());
