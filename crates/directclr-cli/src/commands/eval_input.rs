@@ -152,11 +152,11 @@ pub fn model_folder(m: &ModelArgs) -> PathBuf {
     }
 }
 
-/// The run folder or encoder file of `m`, for messages.
+/// The run folder or encoder file of `m`, for messages: "run `…`" or "encoder `…`".
 pub fn model_name(m: &ModelArgs) -> String {
     match (&m.run, &m.encoder) {
-        (Some(run), _) => run.display().to_string(),
-        (None, Some(e)) => e.display().to_string(),
+        (Some(run), _) => format!("run `{}`", run.display()),
+        (None, Some(e)) => format!("encoder `{}`", e.display()),
         (None, None) => String::new(),
     }
 }

@@ -21,14 +21,14 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
             None => {
                 let p = model.online_probe().ok_or_else(|| {
                     anyhow::anyhow!(
-                        "run `{}` trained no online probe (probe = false in its config)",
+                        "{} trained no online probe (probe = false in its config, or an encoder file)",
                         model_name(&a.model)
                     )
                 })?;
                 Classifier::from_online_probe(
                     p,
                     test.class_names(),
-                    &format!("the online probe of run `{}`", model_name(&a.model)),
+                    &format!("the online probe of {}", model_name(&a.model)),
                 )?
             }
         };
@@ -91,7 +91,7 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
     println!(
-        "probe: {:?} mode on {}{} of run `{}` ({} train / {} test images, {} epochs)",
+        "probe: {:?} mode on {}{} of {} ({} train / {} test images, {} epochs)",
         a.mode,
         a.space.symbol(),
         a.slice,
