@@ -155,3 +155,25 @@ fn an_encoder_under_two_prefixes_asks_for_one() {
     assert_eq!(report.prefix, "encoder_q.");
     assert_eq!(report.outside, bare.len());
 }
+
+#[test]
+fn an_exported_torch_save_file_reads_back_bit_for_bit() {
+    let (_vs, r) = encoder(Arch::ResNet18, Stem::Cifar, 1.0 / 16.0);
+    load_encoder_file(&r, &fixture("encoder.safetensors"), None).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("exported.pt");
+    directclr::model::save_torch(&file, r.named_tensors()).unwrap();
+    let back = read_torch_tensors(&file).unwrap();
+    assert_eq!(back.len(), r.named_tensors().len());
+    for ((n, t), (m, s)) in back.iter().zip(r.named_tensors()) {
+        assert_eq!(n, m);
+        assert_eq!(t.kind(), s.kind(), "{n}");
+        assert!(t.equal(s), "{n}");
+    }
+    let (_vs2, r2) = encoder(Arch::ResNet18, Stem::Cifar, 1.0 / 16.0);
+    load_encoder_file(&r2, &file, None).unwrap();
+    assert!(r2
+        .forward_t(&images(), false)
+        .unwrap()
+        .equal(&r.forward_t(&images(), false).unwrap()));
+}
