@@ -64,3 +64,28 @@ fn a_wrong_architecture_exits_1_with_the_mismatch() {
         "{stderr}"
     );
 }
+
+#[test]
+fn export_converts_a_checkpoint_to_torchvision_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = directclr::model::read_weights_file(&fixture("encoder.safetensors")).unwrap();
+    for out in ["encoder.pt", "encoder.safetensors"] {
+        let file = tmp.path().join(out);
+        let o = Command::new(env!("CARGO_BIN_EXE_directclr"))
+            .args(["export", "--encoder"])
+            .arg(fixture("solo.ckpt.pt"))
+            .args([
+                "--arch", "resnet18", "--stem", "cifar", "--width", "0.0625", "--out",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let back = directclr::model::read_weights_file(&file).unwrap();
+        assert_eq!(back.len(), reference.len(), "{out}");
+        for (name, t) in &back {
+            let (_, r) = reference.iter().find(|(n, _)| n == name).unwrap();
+            assert!(t.equal(r), "{out}: {name}");
+        }
+    }
+}
