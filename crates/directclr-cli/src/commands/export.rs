@@ -35,6 +35,10 @@ fn export(
     a: &ExportArgs,
 ) -> anyhow::Result<()> {
     let tensors = model.encoder().named_tensors();
+    if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating `{}`", parent.display()))?;
+    }
     match format {
         ExportFormat::Safetensors => save_safetensors(&a.out, tensors),
         ExportFormat::Pt => save_torch(&a.out, tensors),
