@@ -177,3 +177,138 @@ fn an_exported_torch_save_file_reads_back_bit_for_bit() {
         .unwrap()
         .equal(&r.forward_t(&images(), false).unwrap()));
 }
+
+/// The entries of a zip archive, in order.
+fn entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut e = z.by_index(i).unwrap();
+            let mut b = Vec::new();
+            e.read_to_end(&mut b).unwrap();
+            (e.name().to_string(), b)
+        })
+        .collect()
+}
+
+fn rezip(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut z = zip::ZipWriter::new(&mut out);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (name, b) in entries {
+        z.start_file(name.as_str(), opts).unwrap();
+        z.write_all(b).unwrap();
+    }
+    z.finish().unwrap();
+    out.into_inner()
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = hay
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
+    [&hay[..at], to, &hay[at + from.len()..]].concat()
+}
+
+#[test]
+fn hostile_checkpoints_are_refused_naming_the_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = std::fs::read(fixture("bare.pt")).unwrap();
+    let parts = entries(&good);
+    let pkl = parts
+        .iter()
+        .position(|(n, _)| n == "bare/data.pkl")
+        .unwrap();
+    let with_pickle = |p: Vec<u8>| {
+        let mut e = parts.clone();
+        e[pkl].1 = p;
+        rezip(&e)
+    };
+    // conv1.weight [4, 3, 3, 3] has strides (27, 9, 3, 1), in the pickle as BININT1s.
+    let strides = b"K\x1bK\tK\x03K\x01t";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "not a zip-format torch.save file",
+        ),
+        (
+            "legacy",
+            b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.".to_vec(),
+            "legacy format",
+        ),
+        (
+            "missing_storage",
+            rezip(
+                &parts
+                    .iter()
+                    .filter(|(n, _)| n != "bare/data/0")
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
+            "storage `bare/data/0` is missing",
+        ),
+        (
+            "short_storage",
+            {
+                let mut e = parts.clone();
+                let s = e.iter_mut().find(|(n, _)| n == "bare/data/0").unwrap();
+                s.1.truncate(40);
+                rezip(&e)
+            },
+            "holds 40 bytes, fewer than its 108 elements",
+        ),
+        (
+            "stride_past_storage",
+            with_pickle(replace(&parts[pkl].1, strides, b"K\x1cK\tK\x03K\x01t")),
+            "reaches element 110 of a storage of 108 elements",
+        ),
+        (
+            "overflowing_stride",
+            with_pickle(replace(
+                &parts[pkl].1,
+                strides,
+                b"\x8a\x08\xff\xff\xff\xff\xff\xff\xff\x7fK\tK\x03K\x01t",
+            )),
+            "overflows",
+        ),
+        (
+            "negative_stride",
+            with_pickle(replace(
+                &parts[pkl].1,
+                strides,
+                b"\x8a\x01\xffK\tK\x03K\x01t",
+            )),
+            "tensor stride is not a non-negative integer",
+        ),
+        (
+            "unsupported_dtype",
+            with_pickle(replace(
+                &parts[pkl].1,
+                b"torch\nFloatStorage\n",
+                b"torch\nComplexFloatStorage\n",
+            )),
+            "torch.ComplexFloatStorage",
+        ),
+        (
+            "forbidden_global",
+            with_pickle(replace(
+                &parts[pkl].1,
+                b"collections\nOrderedDict\n",
+                b"builtins\neval\n",
+            )),
+            "builtins.eval",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let file = tmp.path().join(format!("{name}.pt"));
+        std::fs::write(&file, bytes).unwrap();
+        let err = read_torch_tensors(&file).unwrap_err().to_string();
+        assert!(err.contains(expected), "{name}: {err}");
+        assert!(err.contains(&format!("{name}.pt")), "{name}: {err}");
+    }
+}
