@@ -303,6 +303,15 @@ fn hostile_checkpoints_are_refused_naming_the_problem() {
             )),
             "builtins.eval",
         ),
+        (
+            "main_class",
+            with_pickle(replace(
+                &parts[pkl].1,
+                b"collections\nOrderedDict\n",
+                b"__main__\nNet\n",
+            )),
+            "__main__.Net",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let file = tmp.path().join(format!("{name}.pt"));
