@@ -43,6 +43,31 @@ pub enum Command {
     Spectrum(SpectrumArgs),
     /// Pretrain, probe and diagnose the rows of Table 1 and write one report (resumable).
     Reproduce(ReproduceArgs),
+    /// Write a run's encoder for PyTorch under torchvision's names: safetensors or torch.save
+    /// (`resnetXX()` with `fc = nn.Identity()` loads it with `strict=True`).
+    Export(ExportArgs),
+}
+
+/// Format of `export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// `.safetensors` (`safetensors.torch.load_file`).
+    Safetensors,
+    /// `torch.save` zip format (`torch.load(f, weights_only=True)`).
+    Pt,
+}
+
+/// Arguments of `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub model: crate::cli_eval::ModelArgs,
+    /// Output format [by the extension of --out: .safetensors, otherwise pt].
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Arguments of `train`; flags replace the values of the config file.

@@ -5,24 +5,32 @@ use std::path::PathBuf;
 use clap::Args;
 use directclr::analysis::RowNormalisation;
 use directclr::eval::{EvalSplit, FeatureSlice, ProbeMode, Space};
+use directclr::model::{Arch, Stem};
 use directclr::runtime::DeviceSpec;
 
 use crate::cli::parse_device;
 
-/// A pretrained model: a run folder of `directclr train`, optionally with other weights.
+/// A pretrained model: a run folder of `directclr train`, optionally with other weights, or
+/// an encoder file alone with its architecture.
 #[derive(Debug, Args, Clone)]
 pub struct ModelArgs {
     /// Run folder of `directclr train` (its config.toml builds the model).
-    #[arg(long)]
-    pub run: PathBuf,
+    #[arg(long, required_unless_present = "encoder", conflicts_with = "arch")]
+    pub run: Option<PathBuf>,
     /// Another training checkpoint to load instead of <run>/checkpoint.safetensors (it must
     /// fit the run's architecture).
-    #[arg(long, conflicts_with = "encoder")]
+    #[arg(long, conflicts_with = "encoder", requires = "run")]
     pub checkpoint: Option<PathBuf>,
-    /// Encoder weights alone, torchvision names (e.g. exported from torchvision; `fc.*` is
-    /// ignored), into the run's architecture; only the representation space is then available.
+    /// Encoder weights alone under torchvision's names: .safetensors or a torch.save
+    /// checkpoint (.pt, .pth, .pth.tar, .bin; read without executing anything), as a bare
+    /// state dict, {"state_dict": …}, {"model": …} or {"backbone": …}, keys prefixed
+    /// `module.`/`backbone.`/… found automatically, `fc.*` ignored. Into the run's
+    /// architecture, or, without --run, into --arch/--stem/--width; only the representation
+    /// space r is then available.
     #[arg(long)]
     pub encoder: Option<PathBuf>,
+    #[command(flatten)]
+    pub arch: EncoderArchArgs,
     /// Device: cpu, cuda or cuda:N [the run's device].
     #[arg(long, value_parser = parse_device)]
     pub device: Option<DeviceSpec>,
@@ -121,7 +129,7 @@ pub struct KnnArgs {
 
 /// Arguments of `spectrum`: run folders (`--run`) or embedding files (`--embeddings`).
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["runs", "embeddings"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["runs", "embeddings", "encoder"])))]
 pub struct SpectrumArgs {
     /// Run folders; several are overlaid in one figure (Figure 9).
     #[arg(long = "run", num_args = 1..)]
@@ -130,6 +138,12 @@ pub struct SpectrumArgs {
     /// f32, f64), streamed, never held whole; several are overlaid in one figure.
     #[arg(long, num_args = 1..)]
     pub embeddings: Vec<PathBuf>,
+    /// Encoder weights (.safetensors, .pt, .pth, .pth.tar, .bin) whose representations of the
+    /// dataset are analysed, into --arch/--stem/--width, reading --dataset from --data.
+    #[arg(long, requires = "arch")]
+    pub encoder: Option<PathBuf>,
+    #[command(flatten)]
+    pub arch: EncoderArchArgs,
     /// The array of each .npz, or the tensor of each .safetensors [the file's only one].
     #[arg(long, requires = "embeddings")]
     pub key: Option<String>,
@@ -201,4 +215,38 @@ pub struct ReproduceArgs {
     /// Only a line per finished stage.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// The architecture of an encoder file evaluated without a run folder (`--encoder` alone).
+#[derive(Debug, Args, Clone)]
+pub struct EncoderArchArgs {
+    /// Architecture of --encoder without --run: resnet18, resnet34 or resnet50.
+    #[arg(long, value_parser = parse_arch, requires = "encoder")]
+    pub arch: Option<Arch>,
+    /// Stem of --encoder without --run: imagenet (7×7 conv, max-pool) or cifar (3×3 conv).
+    #[arg(long, value_parser = parse_stem, default_value = "imagenet", requires = "arch")]
+    pub stem: Stem,
+    /// Width multiplier of --encoder without --run (1 is torchvision's; 0.0625 gives 4 base
+    /// channels).
+    #[arg(long, default_value_t = 1.0, requires = "arch")]
+    pub width: f64,
+    /// Key prefix of the encoder's tensors in --encoder (`module.`, `backbone.`,
+    /// `state_dict.module.`; "" for none) [found automatically].
+    #[arg(long, requires = "encoder")]
+    pub prefix: Option<String>,
+    /// Dataset kind of --encoder without --run: mnist, fashion_mnist, cifar10, cifar100,
+    /// stl10 or image_folder (read from --data).
+    #[arg(long, requires = "arch")]
+    pub dataset: Option<String>,
+    /// Image side of --encoder without --run [32 with the cifar stem, 224 with imagenet].
+    #[arg(long, requires = "arch")]
+    pub image_size: Option<usize>,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse().map_err(|e: directclr::Error| e.to_string())
+}
+
+fn parse_stem(s: &str) -> Result<Stem, String> {
+    s.parse().map_err(|e: directclr::Error| e.to_string())
 }

@@ -1287,6 +1287,58 @@ fn embeddings_target() -> Target {
     }
 }
 
+/// Encoder checkpoints written by real PyTorch (`torch.save`: the zip reader, the allow-list
+/// pickle reader, every tensor's view against its storage, then the key-prefix search and the
+/// load into a width-1/16 CIFAR ResNet-18), from `tests/fixtures/torch_real` and the hostile
+/// `tests/fixtures/torch/evil.pt`.
+fn torch_checkpoint_target() -> Target {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch_real");
+    let torch = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch");
+    let seeds = [
+        "bare.pt",
+        "ddp.pt",
+        "model_params.pth",
+        "backbone_projector.pt",
+    ]
+    .iter()
+    .map(|f| std::fs::read(real.join(f)).unwrap())
+    .chain(std::iter::once(
+        std::fs::read(torch.join("evil.pt")).unwrap(),
+    ))
+    .collect();
+    Target {
+        name: "torch_checkpoint",
+        // Storages are read whole (≤ the file) into a libtorch tensor; the zip crate's entry
+        // table as for `embeddings`.
+        alloc_floor: 1 << 20,
+        alloc_ratio: 256,
+        seeds,
+        mutate: |rng, seed, all| {
+            let mut b = seed.to_vec();
+            // The zip's local header, and the pickle's bytes (after the first entry's name).
+            let mut hot: Vec<usize> = (0..30).collect();
+            hot.extend(60..b.len().min(2000));
+            let other = rng.gen_range(0..all.len());
+            mutate_bytes(rng, &mut b, &hot, &all[other]);
+            b
+        },
+        run: |dir, input| {
+            let p = dir.join("weights.pt");
+            std::fs::write(&p, input).unwrap();
+            let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let config = directclr::model::ResNetConfig {
+                arch: directclr::model::Arch::ResNet18,
+                stem: directclr::model::Stem::Cifar,
+                width_multiplier: 1.0 / 16.0,
+                zero_init_residual: true,
+            };
+            let encoder = config.build(&vs.root()).unwrap();
+            let r = directclr::model::load_encoder_file(&encoder, &p, None);
+            verdict(r, &["weights.pt"])
+        },
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // CI: a few hundred seeded executions per target (seconds each).
 
@@ -1328,6 +1380,11 @@ fn fuzz_run_state() {
 #[test]
 fn fuzz_embeddings() {
     campaign(embeddings_target(), 3000, 8);
+}
+
+#[test]
+fn fuzz_torch_checkpoint() {
+    campaign(torch_checkpoint_target(), 400, 9);
 }
 
 /// The mutation engine itself: seeded (same seed, same inputs) and it does change inputs.

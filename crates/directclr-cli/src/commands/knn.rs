@@ -8,7 +8,7 @@ use crate::cli_eval::KnnArgs;
 
 /// Runs `knn`.
 pub fn run(a: KnnArgs) -> anyhow::Result<()> {
-    let model = load_model(&a.model)?;
+    let model = load_model(&a.model, a.data.data.as_deref())?;
     let (train, test) = read_splits(&model, &a.data)?;
     let eval = eval_transform(model.config().config().data.image_size);
     let opts = extract_options(&a.data);

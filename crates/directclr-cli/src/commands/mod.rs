@@ -1,6 +1,7 @@
 //! One function per subcommand.
 
 mod eval_input;
+mod export;
 mod knn;
 mod probe;
 mod reproduce;
@@ -37,5 +38,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Knn(args) => knn::run(args),
         Command::Spectrum(args) => spectrum::run(args),
         Command::Reproduce(args) => reproduce::run(args),
+        Command::Export(args) => export::run(args),
     }
 }

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use directclr::eval::{accuracies, extract, linear_probe, Classifier, ProbeConfig, ProbeMode};
 
-use super::eval_input::{extract_options, load_model, read_splits};
+use super::eval_input::{extract_options, load_model, model_folder, model_name, read_splits};
 use crate::cli_eval::ProbeArgs;
 
 /// Runs `probe`.
 pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
-    let model = load_model(&a.model)?;
+    let model = load_model(&a.model, a.data.data.as_deref())?;
     let (train, test) = read_splits(&model, &a.data)?;
     let what_test = format!("test split of `{}`", test.origin().display());
     if a.online || a.classifier.is_some() {
@@ -21,14 +21,14 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
             None => {
                 let p = model.online_probe().ok_or_else(|| {
                     anyhow::anyhow!(
-                        "run `{}` trained no online probe (probe = false in its config)",
-                        a.model.run.display()
+                        "{} trained no online probe (probe = false in its config, or an encoder file)",
+                        model_name(&a.model)
                     )
                 })?;
                 Classifier::from_online_probe(
                     p,
                     test.class_names(),
-                    &format!("the online probe of run `{}`", a.model.run.display()),
+                    &format!("the online probe of {}", model_name(&a.model)),
                 )?
             }
         };
@@ -83,18 +83,19 @@ pub fn run(a: ProbeArgs) -> anyhow::Result<()> {
             ProbeMode::Augmented => "augmented",
             ProbeMode::Features => "features",
         };
-        a.model
-            .run
-            .join("probe")
-            .join(format!("{}{}-{mode}", a.space.symbol(), a.slice.file_tag()))
+        model_folder(&a.model).join("probe").join(format!(
+            "{}{}-{mode}",
+            a.space.symbol(),
+            a.slice.file_tag()
+        ))
     });
     std::fs::create_dir_all(&out).with_context(|| format!("creating `{}`", out.display()))?;
     println!(
-        "probe: {:?} mode on {}{} of run `{}` ({} train / {} test images, {} epochs)",
+        "probe: {:?} mode on {}{} of {} ({} train / {} test images, {} epochs)",
         a.mode,
         a.space.symbol(),
         a.slice,
-        a.model.run.display(),
+        model_name(&a.model),
         train.len(),
         test.len(),
         a.epochs

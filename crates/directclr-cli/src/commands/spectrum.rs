@@ -13,7 +13,7 @@ use directclr::eval::{
 use directclr::formats::open_matrix;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::eval_input::{load_run, read_split, source};
+use super::eval_input::{load_encoder, load_run, read_split, source};
 use crate::cli_eval::SpectrumArgs;
 
 /// Files of at least this many values get a progress bar (on a terminal).
@@ -21,7 +21,7 @@ const PROGRESS_VALUES: u64 = 1 << 24;
 
 /// Runs `spectrum`.
 pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
-    let sources = a.runs.len() + a.embeddings.len();
+    let sources = a.runs.len() + a.embeddings.len() + usize::from(a.encoder.is_some());
     if !a.labels.is_empty() && a.labels.len() != sources {
         anyhow::bail!(
             "--label is given {} times for {} {}: give one per {} or none",
@@ -42,8 +42,20 @@ pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
         batch_size: a.batch_size,
         workers: a.workers,
     };
-    for (i, run) in a.runs.iter().enumerate() {
+    let mut models = Vec::new();
+    for run in &a.runs {
         let model = load_run(run, &Weights::RunCheckpoint, a.device.as_ref())?;
+        models.push((model, None));
+    }
+    if let Some(file) = &a.encoder {
+        let model = load_encoder(file, &a.arch, a.data.as_deref(), a.device.as_ref())?;
+        let name = file
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        models.push((model, Some(name)));
+    }
+    for (i, (model, name)) in models.into_iter().enumerate() {
         let ds = read_split(
             &source(&model, a.data.as_deref()),
             a.split,
@@ -57,6 +69,7 @@ pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
             .labels
             .get(i)
             .cloned()
+            .or(name)
             .unwrap_or_else(|| model.config().config().method.name().to_string());
         let s = Spectrum::of(label, a.space, &x, a.rows, a.collapse_threshold)?;
         print_metrics(&a, &s);

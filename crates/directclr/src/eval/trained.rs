@@ -5,11 +5,16 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn, Device, Tensor};
 
+use crate::method::Method;
 use crate::model::Space;
 use crate::model::{
-    checkpoint_probe_classes, load_state, read_safetensors, Head, OnlineProbe, ResNet, RunModels,
+    checkpoint_probe_classes, load_encoder_file, Head, OnlineProbe, ResNet, ResNetConfig, RunModels,
 };
-use crate::run::{read_checkpoint, CheckedConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE};
+use crate::optim::ScheduleConfig;
+use crate::run::{
+    read_checkpoint, CheckedConfig, DataConfig, TrainConfig, CHECKPOINT_FILE, CONFIG_FILE,
+};
+use crate::runtime::DeviceSpec;
 use crate::{Error, Result};
 
 /// Where the weights of a [`TrainedModel`] come from.
@@ -23,6 +28,10 @@ pub enum Weights {
     /// exported from torchvision: its classifier `fc.*` is ignored). The projector keeps its
     /// initialisation, so only the representation space is meaningful.
     Encoder(PathBuf),
+    /// [`Weights::Encoder`] from a `.safetensors` or `torch.save` file (`.pt`, `.pth`,
+    /// `.pth.tar`, `.bin`) whose encoder sits under the key prefix given (`module.`,
+    /// `backbone.`; `""` for none); [`Weights::Encoder`] finds the prefix itself.
+    EncoderWithPrefix(PathBuf, String),
 }
 
 /// A pretrained encoder and projector in eval mode.
@@ -89,15 +98,13 @@ impl TrainedModel {
                     .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
                 (models, true, Some(ckpt.progress.epoch))
             }
-            Weights::Encoder(file) => {
+            Weights::Encoder(file) | Weights::EncoderWithPrefix(file, _) => {
                 let models = RunModels::build(&root, &c.model, &c.method, None)?;
-                let state = read_safetensors(file)?;
-                load_state(
-                    models.encoder.named_tensors(),
-                    &state,
-                    &["fc."],
-                    &format!("encoder weights `{}`", file.display()),
-                )?;
+                let prefix = match weights {
+                    Weights::EncoderWithPrefix(_, p) => Some(p.as_str()),
+                    _ => None,
+                };
+                load_encoder_file(&models.encoder, file, prefix)?;
                 (models, false, None)
             }
         };
@@ -115,6 +122,69 @@ impl TrainedModel {
             probe,
             head_loaded,
             epochs_done,
+            device,
+        })
+    }
+
+    /// An encoder alone, without a run folder: the ResNet `model` (architecture, stem, width)
+    /// with the weights of `file` (`.safetensors` or `torch.save`; the key prefix found
+    /// automatically unless `prefix` is given, see [`crate::model::load_encoder_file`]), and
+    /// `data` as the dataset its evaluations read. Only the representation space r is
+    /// available; [`TrainedModel::run`] is `file`.
+    ///
+    /// Errors: an invalid architecture or image size, an unreadable file, and weights that do
+    /// not fit the architecture (the error lists the differences and the closest prefix).
+    pub fn from_encoder(
+        model: ResNetConfig,
+        data: DataConfig,
+        file: &Path,
+        prefix: Option<&str>,
+        device: Device,
+    ) -> Result<Self> {
+        let config = TrainConfig {
+            seed: 0,
+            epochs: 1,
+            batch_size: 2,
+            workers: 2,
+            device: DeviceSpec::Cpu,
+            probe: false,
+            data,
+            augment: Default::default(),
+            model,
+            method: Method::SimclrNoProjector,
+            loss: Default::default(),
+            optimizer: Default::default(),
+            schedule: ScheduleConfig {
+                warmup_epochs: 0.0,
+                ..Default::default()
+            },
+            precision: Default::default(),
+            speed: Default::default(),
+            checkpoint: Default::default(),
+            log: Default::default(),
+            monitor: Default::default(),
+            dist: Default::default(),
+            guard: Default::default(),
+        }
+        .check()?;
+        let vs = nn::VarStore::new(device);
+        let c = config.config();
+        let models = RunModels::build(&vs.root(), &c.model, &c.method, None)?;
+        load_encoder_file(&models.encoder, file, prefix)?;
+        let RunModels {
+            encoder,
+            head,
+            probe,
+        } = models;
+        Ok(TrainedModel {
+            config,
+            run: file.to_path_buf(),
+            _vs: vs,
+            encoder,
+            head,
+            probe,
+            head_loaded: false,
+            epochs_done: None,
             device,
         })
     }

@@ -216,3 +216,74 @@ pub fn open_torch(path: &Path, key: Option<&str>) -> Result<MatrixFile> {
         },
     })
 }
+
+/// Bytes per element of a storage class (`FloatStorage`, `LongStorage`, …), or None for a
+/// class this reader does not know.
+pub fn element_size(class: &str) -> Option<u64> {
+    Some(match class {
+        "DoubleStorage" | "LongStorage" => 8,
+        "FloatStorage" | "IntStorage" => 4,
+        "HalfStorage" | "BFloat16Storage" | "ShortStorage" => 2,
+        "CharStorage" | "ByteStorage" | "BoolStorage" => 1,
+        _ => return None,
+    })
+}
+
+/// The `numel` elements of the storage `key` of a `torch.save` archive whose entries lie
+/// under `prefix` (as [`tensors`] returns it), `elem` bytes each, as raw bytes in the file's
+/// byte order.
+///
+/// Bounded: the entry must be stored uncompressed, lie within the file and hold at least
+/// `numel · elem` bytes; at most that many bytes are allocated, never more than the file's
+/// size.
+pub fn read_storage(
+    path: &Path,
+    prefix: &str,
+    key: &str,
+    numel: u64,
+    elem: u64,
+) -> Result<Vec<u8>> {
+    let bad = |reason: String| Error::format(path, reason);
+    let (file, file_len) = open_file(path)?;
+    let mut archive =
+        zip::ZipArchive::new(file).map_err(|e| bad(format!("not a zip archive: {e}")))?;
+    let entry_name = format!("{prefix}data/{key}");
+    let entry = archive.by_name(&entry_name).map_err(|_| {
+        bad(format!(
+            "the storage `{entry_name}` is missing from the archive"
+        ))
+    })?;
+    if entry.compression() != zip::CompressionMethod::Stored {
+        return Err(bad(format!(
+            "storage `{entry_name}` is compressed; torch.save stores storages uncompressed"
+        )));
+    }
+    let needed = numel
+        .checked_mul(elem)
+        .ok_or_else(|| bad(format!("storage `{entry_name}`: {numel} elements overflow")))?;
+    if needed > entry.size() {
+        return Err(bad(format!(
+            "storage `{entry_name}` holds {} bytes, fewer than its {numel} elements of {elem} \
+             bytes",
+            entry.size()
+        )));
+    }
+    if entry
+        .data_start()
+        .checked_add(entry.size())
+        .is_none_or(|end| end > file_len)
+    {
+        return Err(bad(format!(
+            "storage `{entry_name}` runs past the end of the file"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(needed as usize);
+    entry
+        .take(needed)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad(format!("storage `{entry_name}`: {e}")))?;
+    if bytes.len() as u64 != needed {
+        return Err(bad(format!("storage `{entry_name}` is truncated")));
+    }
+    Ok(bytes)
+}

@@ -28,6 +28,8 @@ mod batch_norm;
 mod block;
 mod config;
 mod conv;
+mod export;
+mod import;
 mod probe;
 mod projector;
 mod resnet;
@@ -39,6 +41,11 @@ pub use batch_norm::BatchNorm;
 pub use block::Block;
 pub use config::{Arch, ResNetConfig, Stem};
 pub use conv::Conv2d;
+pub use export::{save_torch, serialize_torch};
+pub use import::{
+    guess_architecture, load_encoder_file, load_encoder_state, read_torch_tensors,
+    read_weights_file, ImportReport,
+};
 pub use probe::OnlineProbe;
 pub use projector::{
     DiagonalProjector, FixedLowRankProjector, Head, LinearProjector, MlpProjector, Projector,
