@@ -106,6 +106,25 @@ impl Error {
         }
     }
 
+    /// The error of a check made inside the table `table`: an [`Error::InvalidConfig`]'s
+    /// field is prefixed with it (`lr` in `schedule` becomes `schedule.lr`); any other error
+    /// is returned unchanged.
+    pub fn within(self, table: &str) -> Self {
+        self.map_field(|field| format!("{table}.{field}"))
+    }
+
+    /// An [`Error::InvalidConfig`] with its field rewritten by `rename` (e.g. to name the run
+    /// of a larger job it belongs to); any other error is returned unchanged.
+    pub fn map_field(self, rename: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
+                field: rename(field),
+                reason,
+            },
+            other => other,
+        }
+    }
+
     /// An [`Error::Format`] for the file `path`.
     pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Self::Format {
@@ -121,5 +140,35 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn within_prefixes_the_field_of_a_config_error_only() {
+        let e = Error::config("lr", "-1 is not a positive number").within("schedule");
+        match &e {
+            Error::InvalidConfig { field, reason } => {
+                assert_eq!(field, "schedule.lr");
+                assert_eq!(reason, "-1 is not a positive number");
+            }
+            other => panic!("not a config error: {other:?}"),
+        }
+        assert_eq!(
+            e.to_string(),
+            "invalid `schedule.lr`: -1 is not a positive number"
+        );
+        // Nested tables read outermost first.
+        let e = Error::config("k", "x").within("b").within("a");
+        assert_eq!(e.to_string(), "invalid `a.b.k`: x");
+        // Other errors pass through unchanged.
+        let e = Error::format("f.bin", "truncated").within("schedule");
+        assert!(matches!(&e, Error::Format { reason, .. } if reason == "truncated"));
+        assert_eq!(e.to_string(), "cannot read `f.bin`: truncated");
+        let e = Error::config("lr", "x").map_field(|f| format!("runs[0] (a): {f}"));
+        assert_eq!(e.to_string(), "invalid `runs[0] (a): lr`: x");
     }
 }

@@ -144,12 +144,8 @@ pub fn reproduce(
     for job in &jobs {
         let mut c = config.train_config(&preset, job);
         c.apply(&opts.overrides);
-        checked.push(c.check().map_err(|e| match e {
-            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                field: format!("runs[{}] ({}): {field}", job.row, job.folder),
-                reason,
-            },
-            other => other,
+        checked.push(c.check().map_err(|e| {
+            e.map_field(|field| format!("runs[{}] ({}): {field}", job.row, job.folder))
         })?);
     }
     let mut results = Vec::new();

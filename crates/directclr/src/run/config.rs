@@ -322,21 +322,14 @@ impl TrainConfig {
                 format!("{m} exceeds {MAX_WIDTH_MULTIPLIER} (1 is torchvision's width)"),
             ));
         }
-        let prefixed = |table: &str, e: Error| match e {
-            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                field: format!("{table}.{field}"),
-                reason,
-            },
-            other => other,
-        };
-        let feat_dim = self.model.feat_dim().map_err(|e| prefixed("model", e))?;
+        let feat_dim = self.model.feat_dim().map_err(|e| e.within("model"))?;
         let embed_dim = self
             .method
             .embed_dim(feat_dim)
-            .map_err(|e| prefixed("method", e))?;
-        self.loss.validate().map_err(|e| prefixed("loss", e))?;
+            .map_err(|e| e.within("method"))?;
+        self.loss.validate().map_err(|e| e.within("loss"))?;
         self.monitor.validate()?;
-        self.dist.validate().map_err(|e| prefixed("dist", e))?;
+        self.dist.validate().map_err(|e| e.within("dist"))?;
         if self.dist.backend == crate::dist::Backend::Nccl && self.device == DeviceSpec::Cpu {
             return Err(Error::config(
                 "dist.backend",
@@ -345,14 +338,14 @@ impl TrainConfig {
         }
         self.optimizer
             .validate()
-            .map_err(|e| prefixed("optimizer", e))?;
+            .map_err(|e| e.within("optimizer"))?;
         self.speed.validate()?;
-        self.guard.validate().map_err(|e| prefixed("guard", e))?;
+        self.guard.validate().map_err(|e| e.within("guard"))?;
         // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
         // schedule is built once the number of steps per epoch is known.
         self.schedule
             .build(self.batch_size, 1, self.epochs)
-            .map_err(|e| prefixed("schedule", e))?;
+            .map_err(|e| e.within("schedule"))?;
         let recipe = self.augment.recipe(self.data.image_size)?;
         Ok(CheckedConfig {
             feat_dim,

@@ -358,13 +358,7 @@ pub fn train_distributed(
     let schedule = c
         .schedule
         .build(c.batch_size, steps_per_epoch, c.epochs)
-        .map_err(|e| match e {
-            Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                field: format!("schedule.{field}"),
-                reason,
-            },
-            other => other,
-        })?;
+        .map_err(|e| e.within("schedule"))?;
     let total_steps = steps_per_epoch * c.epochs;
 
     // Models: the seed fixes their initialisation (a resumed run overwrites it). libtorch has
