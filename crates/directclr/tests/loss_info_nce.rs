@@ -292,6 +292,27 @@ fn half_precision_is_upcast_and_bad_inputs_are_errors() {
         }
         .loss(&z1, &z2)
         .is_err());
+        // Checked once: the bad τ is refused by `checked` itself.
+        assert!(InfoNce {
+            temperature: t,
+            ..c
+        }
+        .checked()
+        .is_err());
+    }
+}
+
+#[test]
+fn checked_equals_the_checking_loss() {
+    let (z1, z2) = (randn(11, &[6, 8]), randn(12, &[6, 8]));
+    for (i, &form) in ALL.iter().enumerate() {
+        let c = cfg(0.1 + 0.05 * i as f64, form);
+        let checked = c.checked().unwrap();
+        assert_eq!(checked.config(), &c);
+        let (a, b) = (checked.loss(&z1, &z2).unwrap(), c.loss(&z1, &z2).unwrap());
+        assert!(a.equal(&b), "{form:?}");
+        // The shapes are still checked on every call.
+        assert!(checked.loss(&z1, &randn(7, &[5, 8])).is_err());
     }
 }
 

@@ -87,15 +87,38 @@ impl InfoNce {
         Ok(())
     }
 
+    /// The loss, checked once: [`Self::validate`], then a [`CheckedInfoNce`] whose
+    /// [`CheckedInfoNce::loss`] does not check τ again (the training loop's form).
+    pub fn checked(self) -> Result<CheckedInfoNce> {
+        self.validate()?;
+        Ok(CheckedInfoNce(self))
+    }
+
     /// The loss of the embeddings of two views of the same N samples (row i of z1 and row i
-    /// of z2 are the positive pair).
+    /// of z2 are the positive pair). Checks τ on each call; [`Self::checked`] checks it once.
     ///
     /// # Shapes
     /// - `z1`, `z2`: `[N, d]`, N ≥ 1 (NT-Xent: N ≥ 1 as well; with N = 1 there are no negatives
     ///   and the loss is 0).
     /// - returns a scalar `[]` (float32, or float64 for float64 inputs), differentiable in both.
     pub fn loss(&self, z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
-        self.validate()?;
+        self.checked()?.loss(z1, z2)
+    }
+}
+
+/// An [`InfoNce`] whose parameters have been checked ([`InfoNce::checked`]): its
+/// [`Self::loss`] checks only the embeddings' shapes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckedInfoNce(InfoNce);
+
+impl CheckedInfoNce {
+    /// The loss's parameters.
+    pub fn config(&self) -> &InfoNce {
+        &self.0
+    }
+
+    /// [`InfoNce::loss`] without checking τ again.
+    pub fn loss(&self, z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
         let (s1, s2) = (z1.size(), z2.size());
         if s1.len() != 2 || s1 != s2 || s1[0] < 1 {
             return Err(Error::config(
@@ -104,10 +127,10 @@ impl InfoNce {
             ));
         }
         let n = s1[0];
-        let (a, b) = (self.prepare(z1)?, self.prepare(z2)?);
-        let inv_t = 1.0 / self.temperature;
+        let (a, b) = (self.0.prepare(z1)?, self.0.prepare(z2)?);
+        let inv_t = 1.0 / self.0.temperature;
         let device = a.device();
-        match self.negatives {
+        match self.0.negatives {
             Negatives::CrossView => {
                 // [N, N]: logits[i, j] = <a_i, b_j> / τ; positives on the diagonal.
                 let logits = a.f_mm(&b.f_tr()?)?.f_mul_scalar(inv_t)?;
@@ -119,7 +142,7 @@ impl InfoNce {
                     -100,
                     0.0,
                 )?;
-                if self.symmetric {
+                if self.0.symmetric {
                     // L(z2, z1) has logits b aᵀ / τ = logitsᵀ.
                     let l21 = logits.f_tr()?.f_cross_entropy_loss(
                         &target,
@@ -136,7 +159,7 @@ impl InfoNce {
             Negatives::NtXent => {
                 // [2N, d] -> [2N, 2N] similarities, self-similarity excluded.
                 let z = Tensor::f_cat(&[&a, &b], 0)?;
-                let anchors = if self.symmetric {
+                let anchors = if self.0.symmetric {
                     z.shallow_clone()
                 } else {
                     a.shallow_clone()
@@ -158,7 +181,9 @@ impl InfoNce {
             }
         }
     }
+}
 
+impl InfoNce {
     fn prepare(&self, z: &Tensor) -> Result<Tensor> {
         let z = match z.kind() {
             Kind::Half | Kind::BFloat16 => z.f_to_kind(Kind::Float)?,

@@ -3,4 +3,4 @@
 
 mod info_nce;
 
-pub use info_nce::{InfoNce, Negatives};
+pub use info_nce::{CheckedInfoNce, InfoNce, Negatives};

@@ -327,7 +327,7 @@ impl TrainConfig {
             .method
             .embed_dim(feat_dim)
             .map_err(|e| e.within("method"))?;
-        self.loss.validate().map_err(|e| e.within("loss"))?;
+        let loss = self.loss.checked().map_err(|e| e.within("loss"))?;
         self.monitor.validate()?;
         self.dist.validate().map_err(|e| e.within("dist"))?;
         if self.dist.backend == crate::dist::Backend::Nccl && self.device == DeviceSpec::Cpu {
@@ -351,6 +351,7 @@ impl TrainConfig {
             feat_dim,
             embed_dim,
             recipe,
+            loss,
             config: self,
         })
     }
@@ -363,6 +364,7 @@ pub struct CheckedConfig {
     feat_dim: i64,
     embed_dim: i64,
     recipe: crate::data::Recipe,
+    loss: crate::loss::CheckedInfoNce,
 }
 
 impl CheckedConfig {
@@ -384,6 +386,11 @@ impl CheckedConfig {
     /// The two-view augmentation recipe (`[augment]` at `data.image_size`).
     pub fn recipe(&self) -> &crate::data::Recipe {
         &self.recipe
+    }
+
+    /// The loss (`[loss]`), checked once here.
+    pub fn loss(&self) -> &crate::loss::CheckedInfoNce {
+        &self.loss
     }
 
     /// Reads the dataset, keeping the first `data.limit` samples, and checks that an epoch

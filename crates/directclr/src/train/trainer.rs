@@ -494,7 +494,7 @@ pub fn train_distributed(
                     Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
                     None => (z1, z2),
                 };
-                let loss = c.loss.loss(&z1, &z2)?; // []
+                let loss = config.loss().loss(&z1, &z2)?; // []
                 let probe = match &models.run.probe {
                     Some(p) => Some(p.loss_and_accuracy(&r1, &views.upload(&batch.labels)?)?),
                     None => None,
