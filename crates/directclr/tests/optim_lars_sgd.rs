@@ -554,6 +554,53 @@ fn schedule_values_at_known_steps() {
     }
 }
 
+/// `validate` (the check of `CheckedConfig`, before the steps per epoch are known) accepts
+/// exactly what `build` accepts at one step per epoch, and whatever it accepts `build` accepts
+/// at any number of steps per epoch.
+#[test]
+fn schedule_validate_is_build_at_one_step_and_implies_build() {
+    for warmup in [
+        0.0,
+        0.4,
+        0.5,
+        0.6,
+        1.0,
+        1.4,
+        1.5,
+        1.6,
+        1.96,
+        2.0,
+        2.5,
+        -1.0,
+        f64::NAN,
+    ] {
+        for epochs in [0, 1, 2, 3] {
+            for lr in [0.3, 0.0] {
+                let c = ScheduleConfig {
+                    lr,
+                    warmup_epochs: warmup,
+                    ..ScheduleConfig::default()
+                };
+                let v = c.validate(256, epochs);
+                let at_one = c.build(256, 1, epochs);
+                assert_eq!(
+                    v.as_ref().map_err(|e| e.to_string()).err(),
+                    at_one.as_ref().map_err(|e| e.to_string()).err(),
+                    "{c:?} epochs {epochs}"
+                );
+                if v.is_ok() {
+                    for steps in 1..200 {
+                        assert!(
+                            c.build(256, steps, epochs).is_ok(),
+                            "{c:?} {epochs} {steps}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn trainable_variables_are_sorted_and_exclude_buffers() {
     let vs = nn::VarStore::new(Device::Cpu);

@@ -33,6 +33,14 @@ impl Default for ScheduleConfig {
 }
 
 impl ScheduleConfig {
+    /// Checks the schedule of a run of `epochs` epochs with (global) batch size `batch_size`,
+    /// before its number of steps per epoch is known: the checks of [`Self::build`] at one
+    /// step per epoch. A warm-up that leaves a step to decay at one step per epoch leaves one
+    /// at any number, so `build` then fails only for zero steps per epoch.
+    pub fn validate(&self, batch_size: usize, epochs: usize) -> Result<()> {
+        self.steps(batch_size, 1, epochs).map(drop)
+    }
+
     /// The schedule of a run of `epochs` epochs of `steps_per_epoch` steps with (global)
     /// batch size `batch_size`.
     pub fn build(
@@ -41,6 +49,27 @@ impl ScheduleConfig {
         steps_per_epoch: usize,
         epochs: usize,
     ) -> Result<WarmupCosine> {
+        let (warmup_steps, total_steps) = self.steps(batch_size, steps_per_epoch, epochs)?;
+        let base_lr = if self.scale_with_batch {
+            self.lr * batch_size as f64 / 256.0
+        } else {
+            self.lr
+        };
+        Ok(WarmupCosine {
+            base_lr,
+            warmup_steps,
+            total_steps,
+            final_lr: base_lr * self.final_lr_ratio,
+        })
+    }
+
+    /// Checks the configuration and the run's size; the warm-up steps and total steps.
+    fn steps(
+        &self,
+        batch_size: usize,
+        steps_per_epoch: usize,
+        epochs: usize,
+    ) -> Result<(usize, usize)> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::config(
                 "lr",
@@ -79,17 +108,7 @@ impl ScheduleConfig {
                 ),
             ));
         }
-        let base_lr = if self.scale_with_batch {
-            self.lr * batch_size as f64 / 256.0
-        } else {
-            self.lr
-        };
-        Ok(WarmupCosine {
-            base_lr,
-            warmup_steps,
-            total_steps,
-            final_lr: base_lr * self.final_lr_ratio,
-        })
+        Ok((warmup_steps, total_steps))
     }
 }
 

@@ -341,10 +341,10 @@ impl TrainConfig {
             .map_err(|e| e.within("optimizer"))?;
         self.speed.validate()?;
         self.guard.validate().map_err(|e| e.within("guard"))?;
-        // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the real
-        // schedule is built once the number of steps per epoch is known.
+        // Whole-run checks of the schedule (lr, ratio, warm-up shorter than the run); the
+        // schedule is built once, by the trainer, when the number of steps per epoch is known.
         self.schedule
-            .build(self.batch_size, 1, self.epochs)
+            .validate(self.batch_size, self.epochs)
             .map_err(|e| e.within("schedule"))?;
         let recipe = self.augment.recipe(self.data.image_size)?;
         Ok(CheckedConfig {
