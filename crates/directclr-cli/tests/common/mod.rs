@@ -11,7 +11,7 @@ mod tiny_run;
 pub use tiny_run::Tiny;
 
 /// Writes a tiny DirectCLR run (ResNet-18 of width 1/16, r 32-d, 32 px, batch 16, `limit`
-/// images, `epochs` epochs, a checkpoint after each, SGD at lr 0.3) with `extra` TOML appended.
+/// images, `epochs` epochs, a checkpoint after each, the default optimiser LARS at lr 0.3) with `extra` TOML appended.
 pub fn tiny_config(dir: &Path, name: &str, limit: usize, epochs: usize, extra: &str) -> PathBuf {
     tiny_config_lr(dir, name, limit, epochs, 0.3, extra)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
-use super::guard::{GuardLine, GuardState};
+use super::guard::GuardState;
 use crate::model::serialize_safetensors;
 use crate::run::{
     differing_fields, read_checkpoint, Checkpoint, Progress, TrainConfig, CHECKPOINT_FILE,
@@ -198,7 +198,7 @@ impl RunDir {
 
     /// Appends one line to `metrics.jsonl` (flushed, not synced: the log may lose its last
     /// lines in a crash, never the checkpoint): a [`MetricsLine`] or a numerical guard's
-    /// [`GuardLine`].
+    /// [`super::GuardLine`].
     pub fn append_metrics<L: Serialize>(&self, line: &L) -> Result<()> {
         let path = self.path(METRICS_FILE);
         let mut f = OpenOptions::new()
@@ -209,12 +209,6 @@ impl RunDir {
         let text =
             serde_json::to_string(line).map_err(|e| Error::config("metrics", e.to_string()))?;
         writeln!(f, "{text}").map_err(|e| Error::io("cannot write", &path, e))
-    }
-
-    /// Appends a numerical guard's line to `metrics.jsonl`: [`RunDir::append_metrics`], kept
-    /// under this name for its callers.
-    pub fn append_guard(&self, line: &GuardLine) -> Result<()> {
-        self.append_metrics(line)
     }
 
     /// Drops the metrics lines of steps after `step` (logged by a run killed after its last

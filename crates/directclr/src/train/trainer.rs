@@ -533,7 +533,7 @@ pub fn train_distributed(
                         (run, _) => {
                             let line = guard.line(&trip, Action::Stop, epoch, trip.step);
                             if let Some(run) = run {
-                                run.append_guard(&line)?;
+                                run.append_metrics(&line)?;
                             }
                             on_event(&Event::Guard(line));
                             return Err(guard.stop_error(&trip, epoch, &kept));
@@ -549,7 +549,7 @@ pub fn train_distributed(
                         // The saved weights alone fix the next step's loss: no learning rate
                         // can change it.
                         let line = guard.line(&trip, Action::Stop, epoch, trip.step);
-                        run.append_guard(&line)?;
+                        run.append_metrics(&line)?;
                         on_event(&Event::Guard(line));
                         return Err(guard.stop_error(
                             &trip,
@@ -567,7 +567,7 @@ pub fn train_distributed(
                     (epoch, step) = (ckpt.progress.epoch, ckpt.progress.step);
                     run.truncate_metrics(step)?;
                     let line = guard.line(&trip, Action::Rollback, epoch, step);
-                    run.append_guard(&line)?;
+                    run.append_metrics(&line)?;
                     on_event(&Event::Guard(line));
                     continue 'epochs;
                 }
