@@ -39,9 +39,8 @@ pub struct TrainedModel {
     config: CheckedConfig,
     run: PathBuf,
     _vs: nn::VarStore,
-    encoder: ResNet,
-    head: Head,
-    probe: Option<OnlineProbe>,
+    /// Its encoder, head and (when the checkpoint holds one) online probe.
+    models: RunModels,
     head_loaded: bool,
     epochs_done: Option<usize>,
     device: Device,
@@ -108,18 +107,11 @@ impl TrainedModel {
                 (models, false, None)
             }
         };
-        let RunModels {
-            encoder,
-            head,
-            probe,
-        } = models;
         Ok(TrainedModel {
             config,
             run: run.to_path_buf(),
             _vs: vs,
-            encoder,
-            head,
-            probe,
+            models,
             head_loaded,
             epochs_done,
             device,
@@ -171,18 +163,11 @@ impl TrainedModel {
         let c = config.config();
         let models = RunModels::build(&vs.root(), &c.model, &c.method, None)?;
         load_encoder_file(&models.encoder, file, prefix)?;
-        let RunModels {
-            encoder,
-            head,
-            probe,
-        } = models;
         Ok(TrainedModel {
             config,
             run: file.to_path_buf(),
             _vs: vs,
-            encoder,
-            head,
-            probe,
+            models,
             head_loaded: false,
             epochs_done: None,
             device,
@@ -201,17 +186,17 @@ impl TrainedModel {
 
     /// The encoder.
     pub fn encoder(&self) -> &ResNet {
-        &self.encoder
+        &self.models.encoder
     }
 
     /// The projector.
     pub fn head(&self) -> &Head {
-        &self.head
+        &self.models.head
     }
 
     /// The online probe of the checkpoint, if the run trained one.
     pub fn online_probe(&self) -> Option<&OnlineProbe> {
-        self.probe.as_ref()
+        self.models.probe.as_ref()
     }
 
     /// Epochs the checkpoint had completed (`None` for encoder-only weights).
@@ -228,14 +213,14 @@ impl TrainedModel {
     /// hidden layer of a projector without one, the embedding of encoder-only weights).
     pub fn dim(&self, space: Space) -> Result<i64> {
         match space {
-            Space::Representation => Ok(self.encoder.feat_dim()),
+            Space::Representation => Ok(self.models.encoder.feat_dim()),
             Space::Embedding => {
                 self.require_head(space)?;
-                Ok(self.head.out_dim())
+                Ok(self.models.head.out_dim())
             }
             Space::ProjectorHidden => {
                 self.require_head(space)?;
-                self.head.hidden_dim().ok_or_else(|| {
+                self.models.head.hidden_dim().ok_or_else(|| {
                     Error::config(
                         "space",
                         format!(
@@ -269,14 +254,15 @@ impl TrainedModel {
     pub fn features(&self, x: &Tensor, space: Space) -> Result<Tensor> {
         self.dim(space)?;
         let _g = tch::no_grad_guard();
-        let r = self.encoder.forward_t(x, false)?;
+        let r = self.models.encoder.forward_t(x, false)?;
         match space {
             Space::Representation => Ok(r),
-            Space::Embedding => self.head.embed(&r, false),
-            Space::ProjectorHidden => self
-                .head
-                .hidden(&r, false)?
-                .ok_or_else(|| Error::config("space", "the method has no projector hidden layer")),
+            Space::Embedding => self.models.head.embed(&r, false),
+            Space::ProjectorHidden => {
+                self.models.head.hidden(&r, false)?.ok_or_else(|| {
+                    Error::config("space", "the method has no projector hidden layer")
+                })
+            }
         }
     }
 }
