@@ -166,21 +166,40 @@ pub struct SpectrumArgs {
     #[arg(long, default_value_t = directclr::analysis::DEFAULT_COLLAPSE_THRESHOLD)]
     pub collapse_threshold: f64,
     /// Use only the first N samples of the split.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "sample")]
     pub limit: Option<usize>,
-    /// Dataset folder (replaces each run's data.source.path).
+    /// Use a seeded random subset of N samples (kept in dataset order; see --seed).
+    #[arg(long)]
+    pub sample: Option<usize>,
+    /// Seed of --sample.
+    #[arg(long, default_value_t = 0, requires = "sample")]
+    pub seed: u64,
+    /// The images to analyse. An image folder (--dataset image_folder, the default with
+    /// --encoder) is read as given: one sub-folder per class (ImageNet's val/) or a flat
+    /// folder of .jpg/.jpeg/.png files. For the other kinds, the dataset folder whose --split
+    /// is read (replaces each run's data.source.path).
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Test folder of an image-folder dataset.
+    /// Test folder of an image-folder dataset (a run's own data, without --data).
     #[arg(long)]
     pub test_folder: Option<PathBuf>,
+    #[command(flatten)]
+    pub transform: EvalTransformArgs,
+    /// Leave out image files that cannot be decoded (counted, listed, and written to
+    /// skipped.txt) instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad: bool,
+    /// Also write the features (before --slice) as an f32 .npy [N, dim], rows in the order
+    /// of the images, with FILE's image list beside it (FILE with .files.txt) for file data.
+    #[arg(long, value_name = "FILE")]
+    pub save_embeddings: Option<PathBuf>,
     /// Device: cpu, cuda or cuda:N [each run's device].
     #[arg(long, value_parser = parse_device)]
     pub device: Option<DeviceSpec>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
-    /// Loader worker threads.
+    /// Loader worker threads (decoding and the evaluation transform).
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
     /// Output folder (spectrum.csv, spectrum.png and .svg, metrics.json).
@@ -217,6 +236,25 @@ pub struct ReproduceArgs {
     pub quiet: bool,
 }
 
+/// The evaluation transform's settings, each replacing the default for the model's image size
+/// (ImageNet: resize 256, centre crop 224, ImageNet mean/std; 32-px CIFAR and 28-px IDX
+/// images: resized to the model's size, no crop).
+#[derive(Debug, Args, Clone)]
+pub struct EvalTransformArgs {
+    /// Shorter side after resizing (torchvision's `Resize(N)`).
+    #[arg(long)]
+    pub resize: Option<usize>,
+    /// Side of the centre crop (torchvision's `CenterCrop(N)`), at most --resize.
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// Per-channel mean of the normalisation, R,G,B.
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation of the normalisation, R,G,B.
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+}
+
 /// The architecture of an encoder file evaluated without a run folder (`--encoder` alone).
 #[derive(Debug, Args, Clone)]
 pub struct EncoderArchArgs {
@@ -235,7 +273,7 @@ pub struct EncoderArchArgs {
     #[arg(long, requires = "encoder")]
     pub prefix: Option<String>,
     /// Dataset kind of --encoder without --run: mnist, fashion_mnist, cifar10, cifar100,
-    /// stl10 or image_folder (read from --data).
+    /// stl10 or image_folder (read from --data) [image_folder].
     #[arg(long, requires = "arch")]
     pub dataset: Option<String>,
     /// Image side of --encoder without --run [32 with the cifar stem, 224 with imagenet].

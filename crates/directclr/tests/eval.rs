@@ -412,6 +412,7 @@ fn extraction_is_deterministic_and_slices_directclr() {
     let opts = ExtractOptions {
         batch_size: 32,
         workers: 1,
+        ..Default::default()
     };
     let r = extract(
         &model,

@@ -47,12 +47,14 @@ pub fn load_encoder(
              --stem imagenet|cifar [--width W]"
         );
     };
-    let (Some(kind), Some(path)) = (&a.dataset, data) else {
+    let Some(path) = data else {
         anyhow::bail!(
-            "--encoder without --run needs the dataset to evaluate on: --dataset KIND (mnist, \
-             fashion_mnist, cifar10, cifar100, stl10, image_folder) and --data FOLDER"
+            "--encoder without --run needs the images to evaluate: --data FOLDER (an image \
+             folder, or a dataset folder with --dataset mnist, fashion_mnist, cifar10, cifar100 \
+             or stl10)"
         );
     };
+    let kind = a.dataset.as_deref().unwrap_or("image_folder");
     let source: DataSource =
         serde_json::from_value(serde_json::json!({ "kind": kind, "path": path }))
             .map_err(|e| anyhow::anyhow!("--dataset `{kind}`: {e}"))?;
@@ -136,6 +138,7 @@ pub fn extract_options(d: &EvalDataArgs) -> ExtractOptions {
     ExtractOptions {
         batch_size: d.batch_size,
         workers: d.workers,
+        ..Default::default()
     }
 }
 

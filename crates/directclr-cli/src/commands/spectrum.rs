@@ -3,18 +3,22 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use directclr::analysis::file_moments;
+use directclr::data::image_folder::read_images;
+use directclr::data::{BadImagePolicy, DataSource, Dataset, EvalTransform};
 use directclr::eval::{
-    eval_transform, extract, plot_spectra, write_spectra_csv, ExtractOptions, Spectrum, Weights,
+    eval_transform, extract_observed, plot_spectra, write_spectra_csv, ExtractOptions, Extracted,
+    Spectrum, TrainedModel, Weights,
 };
-use directclr::formats::open_matrix;
+use directclr::formats::{open_matrix, write_npy};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::eval_input::{load_encoder, load_run, read_split, source};
-use crate::cli_eval::SpectrumArgs;
+use crate::cli_eval::{EvalTransformArgs, SpectrumArgs};
 
 /// Files of at least this many values get a progress bar (on a terminal).
 const PROGRESS_VALUES: u64 = 1 << 24;
@@ -41,6 +45,11 @@ pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
     let opts = ExtractOptions {
         batch_size: a.batch_size,
         workers: a.workers,
+        bad_images: if a.skip_bad {
+            BadImagePolicy::Skip
+        } else {
+            BadImagePolicy::Fail
+        },
     };
     let mut models = Vec::new();
     for run in &a.runs {
@@ -55,23 +64,21 @@ pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         models.push((model, Some(name)));
     }
+    if a.save_embeddings.is_some() && models.len() != 1 {
+        anyhow::bail!(
+            "--save-embeddings writes the features of one model: give one --run or --encoder \
+             (here {} model(s))",
+            models.len()
+        );
+    }
     for (i, (model, name)) in models.into_iter().enumerate() {
-        let ds = read_split(
-            &source(&model, a.data.as_deref()),
-            a.split,
-            a.test_folder.as_deref(),
-            a.limit,
-        )?;
-        let eval = eval_transform(model.config().config().data.image_size);
-        let f = extract(&model, ds, eval, a.space, &opts)?;
-        let x = a.slice.apply(&f.x, "slice")?;
         let label = a
             .labels
-            .get(i)
+            .get(a.embeddings.len() + i)
             .cloned()
             .or(name)
             .unwrap_or_else(|| model.config().config().method.name().to_string());
-        let s = Spectrum::of(label, a.space, &x, a.rows, a.collapse_threshold)?;
+        let s = model_spectrum(&a, &model, label, &opts)?;
         print_metrics(&a, &s);
         spectra.push(s);
     }
@@ -108,6 +115,166 @@ pub fn run(a: SpectrumArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The images `spectrum` analyses with `model`: an image folder given with `--data` as is
+/// (class layout or flat), else the labelled `--split` of the dataset; cut by `--limit` or
+/// `--sample`.
+fn images(a: &SpectrumArgs, model: &TrainedModel) -> anyhow::Result<Arc<Dataset>> {
+    let src = source(model, a.data.as_deref());
+    let ds = match (&src, &a.data) {
+        (DataSource::ImageFolder { path }, Some(_)) => Arc::new(read_images(path)?),
+        _ => read_split(&src, a.split, a.test_folder.as_deref(), a.limit)?,
+    };
+    Ok(match (a.limit, a.sample) {
+        (Some(n), _) if n < ds.len() => Arc::new(ds.first(n)?),
+        (_, Some(n)) if n < ds.len() => Arc::new(ds.sample(n, a.seed)?),
+        _ => ds,
+    })
+}
+
+/// The evaluation transform: the model's default at its image size, with the overrides of
+/// `--resize`, `--crop`, `--mean`, `--std`.
+fn transform(a: &EvalTransformArgs, image_size: usize) -> anyhow::Result<EvalTransform> {
+    let mut t = eval_transform(image_size);
+    if let Some(crop) = a.crop {
+        t.crop = crop;
+        if a.resize.is_none() && t.resize < crop {
+            t.resize = crop;
+        }
+    }
+    if let Some(resize) = a.resize {
+        t.resize = resize;
+    }
+    let three = |v: &Vec<f32>, flag: &str| -> anyhow::Result<[f32; 3]> {
+        <[f32; 3]>::try_from(v.as_slice())
+            .map_err(|_| anyhow::anyhow!("--{flag} takes three values R,G,B, not {}", v.len()))
+    };
+    if let Some(m) = &a.mean {
+        t.normalize.mean = three(m, "mean")?;
+    }
+    if let Some(s) = &a.std {
+        t.normalize.std = three(s, "std")?;
+    }
+    t.check().map_err(|e| {
+        anyhow::anyhow!("the evaluation transform (--resize/--crop/--mean/--std): {e}")
+    })?;
+    Ok(t)
+}
+
+/// The spectrum of `model`'s features of the images of `a`, with a progress bar (images/s,
+/// time left) on a terminal; writes `--save-embeddings` and lists skipped images.
+fn model_spectrum(
+    a: &SpectrumArgs,
+    model: &TrainedModel,
+    label: String,
+    opts: &ExtractOptions,
+) -> anyhow::Result<Spectrum> {
+    let eval = transform(&a.transform, model.config().config().data.image_size)?;
+    let ds = images(a, model)?;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar =
+            ProgressBar::with_draw_target(Some(ds.len() as u64), ProgressDrawTarget::stderr())
+                .with_style(
+                    ProgressStyle::with_template(
+                        "{msg} [{bar:30}] {human_pos}/{human_len} images, {per_sec}, ETA {eta}",
+                    )
+                    .expect("the bar template is valid")
+                    .progress_chars("=> "),
+                );
+        bar.set_message(label.clone());
+        bar.enable_steady_tick(Duration::from_millis(500));
+        bar
+    });
+    let started = Instant::now();
+    let got = extract_observed(model, ds.clone(), eval, a.space, opts, &mut |done| {
+        if let Some(bar) = &bar {
+            bar.set_position(done as u64);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{label}: {} images in {seconds:.1} s ({:.1} images/s), resize {} crop {}",
+        got.indices.len(),
+        got.indices.len() as f64 / seconds.max(1e-9),
+        eval.resize,
+        eval.crop
+    );
+    if !got.skipped.is_empty() {
+        report_skipped(a, &ds, &got.skipped)?;
+    }
+    if let Some(file) = &a.save_embeddings {
+        save_embeddings(file, &ds, &got)?;
+    }
+    let x = a.slice.apply(&got.features.x, "slice")?;
+    Ok(Spectrum::of(
+        label,
+        a.space,
+        &x,
+        a.rows,
+        a.collapse_threshold,
+    )?)
+}
+
+/// Names the images left out by `--skip-bad` (the first few on standard output, all in
+/// `skipped.txt` of the output folder).
+fn report_skipped(a: &SpectrumArgs, ds: &Dataset, skipped: &[usize]) -> anyhow::Result<()> {
+    let names: Vec<String> = skipped
+        .iter()
+        .map(|&i| {
+            ds.file(i)
+                .map_or(format!("sample {i}"), |p| p.display().to_string())
+        })
+        .collect();
+    let list = a.out.join("skipped.txt");
+    std::fs::write(&list, names.join("\n") + "\n")
+        .with_context(|| format!("writing `{}`", list.display()))?;
+    println!(
+        "skipped {} unreadable image(s) (listed in {}):",
+        names.len(),
+        list.display()
+    );
+    for n in names.iter().take(10) {
+        println!("  {n}");
+    }
+    if names.len() > 10 {
+        println!("  … and {} more", names.len() - 10);
+    }
+    Ok(())
+}
+
+/// Writes the features `[N, dim]` to `file` (.npy) and, for file data, the image of each row
+/// to `file` with the extension `.files.txt`.
+fn save_embeddings(file: &Path, ds: &Dataset, got: &Extracted) -> anyhow::Result<()> {
+    if file.extension().and_then(|e| e.to_str()) != Some("npy") {
+        anyhow::bail!(
+            "--save-embeddings `{}`: the features are written as .npy (name the file *.npy)",
+            file.display()
+        );
+    }
+    write_npy(file, &got.features.x)
+        .with_context(|| format!("--save-embeddings `{}`", file.display()))?;
+    let mut written = file.display().to_string();
+    if ds.file(0).is_some() {
+        let rows: Vec<String> = got
+            .indices
+            .iter()
+            .filter_map(|&i| ds.file(i).map(|p| p.display().to_string()))
+            .collect();
+        let list = file.with_extension("files.txt");
+        std::fs::write(&list, rows.join("\n") + "\n")
+            .with_context(|| format!("writing `{}`", list.display()))?;
+        written = format!("{written} (images: {})", list.display());
+    }
+    println!(
+        "features [{}, {}] -> {written}",
+        got.features.len(),
+        got.features.dim()
+    );
+    Ok(())
+}
+
 /// One line of rank metrics for a spectrum.
 fn print_metrics(a: &SpectrumArgs, s: &Spectrum) {
     let m = &s.metrics;
@@ -131,8 +298,8 @@ fn print_metrics(a: &SpectrumArgs, s: &Spectrum) {
 /// The spectrum of an embeddings file, streamed in chunks (a progress bar for large files on
 /// a terminal). `--limit` is refused here: a file is read whole.
 fn file_spectrum(a: &SpectrumArgs, path: &Path, label: Option<String>) -> anyhow::Result<Spectrum> {
-    if a.limit.is_some() {
-        anyhow::bail!("--limit applies to runs; an embeddings file is read whole");
+    if a.limit.is_some() || a.sample.is_some() {
+        anyhow::bail!("--limit and --sample apply to models; an embeddings file is read whole");
     }
     let mut file = open_matrix(path, a.key.as_deref())?;
     let layout = file.layout();

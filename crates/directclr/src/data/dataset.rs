@@ -316,6 +316,57 @@ impl Dataset {
         }
     }
 
+    /// The samples at `indices` (each below the length), in that order.
+    ///
+    /// # Errors
+    /// An index out of range, or no index at all.
+    pub fn subset(&self, indices: &[usize]) -> Result<Dataset, DataError> {
+        let len = self.len();
+        if let Some(&index) = indices.iter().find(|&&i| i >= len) {
+            return Err(DataError::IndexOutOfRange { index, len });
+        }
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let names = self.class_names.clone();
+        match &self.images {
+            Images::Array(a) => {
+                let [_, c, h, w] = a.shape();
+                let size = c * h * w;
+                let mut data = Vec::with_capacity(indices.len() * size);
+                for &i in indices {
+                    data.extend_from_slice(&a.data()[i * size..(i + 1) * size]);
+                }
+                let array = ImageArray::new(data, indices.len(), c, h, w, &self.origin)?;
+                Dataset::from_array(array, labels, names, &self.origin)
+            }
+            Images::Files(files) => {
+                let files = indices.iter().map(|&i| files[i].clone()).collect();
+                Dataset::from_files(files, labels, names, &self.origin)
+            }
+        }
+    }
+
+    /// A seeded random subset of `n` samples (all of them when `n` ≥ the length), kept in
+    /// dataset order: the same `(n, seed)` always picks the same samples.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Dataset, DataError> {
+        use rand::SeedableRng;
+        let len = self.len();
+        if n >= len {
+            return Ok(self.clone());
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut picked = rand::seq::index::sample(&mut rng, len, n).into_vec();
+        picked.sort_unstable();
+        self.subset(&picked)
+    }
+
+    /// The file of sample `i` (`None` for an in-memory dataset or an index out of range).
+    pub fn file(&self, i: usize) -> Option<&Path> {
+        match &self.images {
+            Images::Files(files) => files.get(i).map(PathBuf::as_path),
+            Images::Array(_) => None,
+        }
+    }
+
     /// The pixels of sample `i`, decoding its file if need be.
     pub fn image(&self, i: usize) -> Result<SampleImage<'_>, DataError> {
         let len = self.len();

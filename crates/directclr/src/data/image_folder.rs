@@ -4,9 +4,13 @@
 //! (code-point order), label = position in that list; the files of a class are found by a
 //! recursive walk (following links) with folders and then file names sorted the same way; the
 //! extension test ignores case. Files are decoded on demand by the loader.
+//!
+//! [`read_images`] also takes a flat folder of images (ImageNet's raw `val/`, a folder of
+//! photos): with no class folder in it, its image files, sorted by name, are one unlabelled set.
 
 use std::path::{Path, PathBuf};
 
+use super::dataset::UNLABELED;
 use super::{DataError, Dataset};
 
 /// File extensions read (lower case, without the dot).
@@ -101,4 +105,32 @@ pub fn read_image_folder(root: &Path) -> Result<Dataset, DataError> {
         names.push(name);
     }
     Dataset::from_files(files, labels, names, root)
+}
+
+/// Reads an image folder in the class layout ([`read_image_folder`]) or, when `root` holds no
+/// sub-folder, as a flat folder: its image files sorted by name, every label [`UNLABELED`].
+///
+/// # Errors
+/// A missing or unreadable `root`; a flat folder without any image file; the errors of
+/// [`read_image_folder`] in the class layout.
+pub fn read_images(root: &Path) -> Result<Dataset, DataError> {
+    let (class_dirs, files) = read_dir_sorted(root)?;
+    if !class_dirs.is_empty() {
+        return read_image_folder(root);
+    }
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| has_image_extension(f))
+        .collect();
+    if files.is_empty() {
+        return Err(DataError::Empty {
+            path: root.into(),
+            reason: format!(
+                "no class folder and no image file ({}) in it",
+                EXTENSIONS.join(", ")
+            ),
+        });
+    }
+    let labels = vec![UNLABELED; files.len()];
+    Dataset::from_files(files, labels, Vec::new(), root)
 }

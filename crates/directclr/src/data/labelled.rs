@@ -126,6 +126,9 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     /// Loader worker threads.
     pub workers: usize,
+    /// An undecodable image file stops the extraction (`Fail`, the default: a spectrum of
+    /// fewer images than asked for is not silent) or is left out and listed (`Skip`).
+    pub bad_images: BadImagePolicy,
 }
 
 impl Default for ExtractOptions {
@@ -133,6 +136,7 @@ impl Default for ExtractOptions {
         ExtractOptions {
             batch_size: 256,
             workers: 2,
+            bad_images: BadImagePolicy::Fail,
         }
     }
 }
@@ -159,7 +163,7 @@ pub fn eval_loader(
             shard: Shard::SINGLE,
             output: OutputKind::U8,
             pin_memory: device.is_cuda(),
-            bad_images: BadImagePolicy::Fail,
+            bad_images: opts.bad_images,
         },
     )?)
 }

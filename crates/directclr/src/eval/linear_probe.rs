@@ -175,6 +175,7 @@ pub fn linear_probe(
     let opts = ExtractOptions {
         batch_size: config.batch_size,
         workers: config.workers,
+        ..Default::default()
     };
     let test_f = extract(model, test.clone(), eval, config.space, &opts)?;
     let classes = train.class_names();

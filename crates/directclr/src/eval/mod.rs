@@ -24,7 +24,7 @@ pub use crate::data::{
     eval_transform, read_labelled, read_labelled_first, EvalSplit, ExtractOptions,
 };
 pub use crate::model::{FeatureSlice, Space};
-pub use features::{extract, Features};
+pub use features::{extract, extract_observed, Extracted, Features};
 pub use knn::{knn, knn_votes, KnnConfig, KnnReport};
 pub use linear_probe::{
     linear_probe, probe_features, ProbeConfig, ProbeEpoch, ProbeMode, ProbeReport,

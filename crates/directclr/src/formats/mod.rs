@@ -11,6 +11,7 @@
 
 pub mod matrix;
 pub mod npy;
+pub use npy::write_npy;
 pub mod pickle;
 pub mod safetensors_file;
 pub mod torch_zip;

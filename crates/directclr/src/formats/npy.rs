@@ -271,3 +271,31 @@ impl Read for PositionalReader<'_> {
         Ok(n)
     }
 }
+
+/// Writes the f32 matrix `x` `[N, d]` as a little-endian `.npy` (format 1.0, C order), the
+/// file numpy's `np.save` writes for a float32 array; `npyz` writes the header.
+///
+/// # Errors
+/// `x` not a 2-d f32 CPU tensor, or the file cannot be written (the path is named).
+pub fn write_npy(path: &Path, x: &tch::Tensor) -> Result<()> {
+    use npyz::WriterBuilder;
+    let size = x.size();
+    if size.len() != 2 || x.kind() != tch::Kind::Float {
+        return Err(Error::format(
+            path,
+            format!("writes a 2-d f32 matrix, not {:?} of {size:?}", x.kind()),
+        ));
+    }
+    let x = x.f_to_device(tch::Device::Cpu)?.f_contiguous()?;
+    let values = Vec::<f32>::try_from(x.f_flatten(0, -1)?)?;
+    let io = |e: std::io::Error| Error::io("cannot write", path, e);
+    let file = File::create(path).map_err(io)?;
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[size[0] as u64, size[1] as u64])
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(io)?;
+    writer.extend(values).map_err(io)?;
+    writer.finish().map_err(io)
+}

@@ -257,6 +257,7 @@ fn evaluate(
     let opts = ExtractOptions {
         batch_size: config.probe.batch_size.max(64),
         workers: config.probe.workers,
+        ..Default::default()
     };
     let r_train = extract(&model, train_ds.clone(), eval, Space::Representation, &opts)?;
     let r_test = extract(&model, test_ds.clone(), eval, Space::Representation, &opts)?;

@@ -138,6 +138,7 @@ impl CollapseMonitor {
         let opts = ExtractOptions {
             batch_size: 256,
             workers: c.workers.min(2),
+            ..Default::default()
         };
         let loader = eval_loader(ds, transform, &opts, Device::Cpu, (0, false))?;
         let mut parts = Vec::new();
