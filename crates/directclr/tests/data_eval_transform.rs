@@ -412,3 +412,69 @@ fn one_pass_crop_is_resize_then_crop_at_torchvision_offsets() {
         }
     }
 }
+
+/// 16-bit PNG files are read, scaled to 8 bits by rounding (v / 257). Pillow differs here, and
+/// so torchvision: it opens 16-bit RGB as "RGB" keeping the high byte (v >> 8, at most 1 level
+/// below), and 16-bit grayscale as "I;16", which `convert("RGB")` clips at 255 (every value
+/// above 255 becomes white). docs/eval-transform.md lists both.
+#[test]
+fn sixteen_bit_pngs_are_scaled_to_eight_bits_by_rounding() {
+    let dir = tempfile::tempdir().unwrap();
+    let values: [u16; 6] = [0, 2770, 33024, 65535, 1000, 40000];
+    let rounded: Vec<u8> = values
+        .iter()
+        .map(|&v| (v as f64 / 257.0).round() as u8)
+        .collect();
+    assert_eq!(rounded, [0, 11, 128, 255, 4, 156]);
+    let gray = dir.path().join("gray16.png");
+    image::ImageBuffer::<image::Luma<u16>, _>::from_raw(6, 1, values.to_vec())
+        .unwrap()
+        .save(&gray)
+        .unwrap();
+    let g = decode_file(&gray).unwrap();
+    assert_eq!((g.channels, g.height, g.width), (1, 1, 6));
+    assert_eq!(g.data, rounded);
+    let rgb = dir.path().join("rgb16.png");
+    let px: Vec<u16> = values.iter().flat_map(|&v| [v, 65535 - v, v]).collect();
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(6, 1, px)
+        .unwrap()
+        .save(&rgb)
+        .unwrap();
+    let c = decode_file(&rgb).unwrap();
+    assert_eq!((c.channels, c.height, c.width), (3, 1, 6));
+    let expect: Vec<u8> = rounded.iter().flat_map(|&v| [v, 255 - v, v]).collect();
+    assert_eq!(c.data, expect);
+}
+
+/// Formats other than JPEG and PNG (which torchvision's Pillow would read) are refused with a
+/// decode error naming the file, not misread.
+#[test]
+fn other_formats_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // Minimal 1×1 files (a GIF, a 24-bit BMP, a lossless WebP), recognised by their signatures.
+    let gif: &[u8] = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;";
+    let mut bmp = b"BM".to_vec();
+    bmp.extend_from_slice(&58u32.to_le_bytes());
+    bmp.extend_from_slice(&[0, 0, 0, 0]);
+    bmp.extend_from_slice(&54u32.to_le_bytes());
+    for v in [40u32, 1, 1] {
+        bmp.extend_from_slice(&v.to_le_bytes());
+    }
+    bmp.extend_from_slice(&1u16.to_le_bytes());
+    bmp.extend_from_slice(&24u16.to_le_bytes());
+    bmp.extend_from_slice(&[0; 24]);
+    bmp.extend_from_slice(&[10, 20, 30, 0]);
+    let webp: &[u8] = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88\xfe\x07\x00";
+    for (name, bytes) in [("a.gif", gif), ("a.bmp", &bmp[..]), ("a.webp", webp)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        match decode_file(&path) {
+            Err(e @ directclr::data::DataError::Decode { .. }) => {
+                let msg = e.to_string();
+                println!("{name}: {msg}");
+                assert!(msg.contains(name), "{msg}");
+            }
+            other => panic!("{name}: expected a decode error, got {other:?}"),
+        }
+    }
+}
