@@ -6,8 +6,9 @@ evaluation transform of each, the reference of tests/data_eval_transform.rs.
 
 The images are drawn from a seeded generator (smooth colour fields, hard-edged shapes, a zone
 plate and a one-pixel checkerboard that alias without an antialiasing filter, and noise), then
-saved by Pillow: a 4:2:0 JPEG in ImageNet's most common size, a grayscale JPEG, an RGB, a
-grayscale, an RGBA and a palette PNG, and an RGB PNG smaller than 256 (upscaled).
+saved by Pillow: a 4:2:0 JPEG in ImageNet's most common size, a grayscale, a progressive and a
+CMYK JPEG, an RGB, a grayscale, an RGBA, a grayscale + alpha and a palette PNG, and an RGB PNG
+smaller than 256 (upscaled).
 
 For each image, `NAME.tv.npy.gz` (a gzipped .npy) holds torchvision's path as `ImageFolder` runs it:
 `Image.open(f).convert("RGB")` (`pil_loader`), `Resize(256)`, `CenterCrop(224)`, before
@@ -34,15 +35,18 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "crates/directclr/tests/fixtures/eval_images"
 RESIZE, CROP = 256, 224
 
-# name, (height, width), Pillow mode, file format, seed.
+# name, (height, width), Pillow mode, file format, seed, noise (standard deviation, levels).
 IMAGES = [
-    ("landscape.jpg", (375, 500), "RGB", "JPEG", 1),
-    ("gray.jpg", (350, 280), "L", "JPEG", 2),
-    ("portrait.png", (451, 300), "RGB", "PNG", 3),
-    ("gray.png", (257, 333), "L", "PNG", 4),
-    ("rgba.png", (280, 320), "RGBA", "PNG", 5),
-    ("palette.png", (300, 257), "P", "PNG", 6),
-    ("small.png", (100, 150), "RGB", "PNG", 7),
+    ("landscape.jpg", (375, 500), "RGB", "JPEG", 1, 6.0),
+    ("gray.jpg", (350, 280), "L", "JPEG", 2, 6.0),
+    ("portrait.png", (451, 300), "RGB", "PNG", 3, 0.0),
+    ("gray.png", (257, 333), "L", "PNG", 4, 0.0),
+    ("rgba.png", (280, 320), "RGBA", "PNG", 5, 0.0),
+    ("palette.png", (300, 257), "P", "PNG", 6, 0.0),
+    ("small.png", (100, 150), "RGB", "PNG", 7, 0.0),
+    ("progressive.jpg", (300, 400), "RGB", "JPEG-progressive", 8, 0.0),
+    ("cmyk.jpg", (180, 200), "CMYK", "JPEG", 9, 0.0),
+    ("gray_alpha.png", (270, 260), "LA", "PNG", 10, 0.0),
 ]
 
 
@@ -81,9 +85,9 @@ def scene(h, w, seed, noise):
     return np.clip(img, 0, 255)
 
 
-def make_image(name, hw, mode, fmt, seed):
+def make_image(name, hw, mode, fmt, seed, noise):
     h, w = hw
-    rgb = np.round(scene(h, w, seed, noise=6.0 if fmt == "JPEG" else 0.0)).astype(np.uint8)
+    rgb = np.round(scene(h, w, seed, noise)).astype(np.uint8)
     im = Image.fromarray(rgb, "RGB")
     if mode == "L":
         im = im.convert("L")
@@ -93,12 +97,19 @@ def make_image(name, hw, mode, fmt, seed):
         alpha = (255 * (0.5 + 0.5 * np.cos(xx / w * 5 + yy / h * 3))).astype(np.uint8)
         alpha[rng.uniform(size=(h, w)) < 0.05] = 0  # fully transparent pixels keep their RGB
         im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    elif mode == "LA":
+        yy, xx = np.mgrid[0:h, 0:w]
+        alpha = (255 * (0.5 + 0.5 * np.sin(xx / w * 4 - yy / h * 2))).astype(np.uint8)
+        im = Image.fromarray(np.dstack([np.asarray(im.convert("L")), alpha]), "LA")
+    elif mode == "CMYK":
+        im = im.convert("CMYK")
     elif mode == "P":
         im = im.quantize(colors=64, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     path = OUT / name
-    if fmt == "JPEG":
+    if fmt.startswith("JPEG"):
         # quality 90, 4:2:0 chroma subsampling (Pillow's default), as most ImageNet files.
-        im.save(path, "JPEG", quality=90, subsampling="4:2:0" if mode == "RGB" else 0)
+        im.save(path, "JPEG", quality=90, subsampling="4:2:0" if mode == "RGB" else 0,
+                progressive=fmt == "JPEG-progressive")
     else:
         im.save(path, "PNG", optimize=True)
 
@@ -151,9 +162,9 @@ def main():
     a = p.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     entries = []
-    for name, hw, mode, fmt, seed in IMAGES:
+    for name, *spec in IMAGES:
         if not a.refs:
-            make_image(name, hw, mode, fmt, seed)
+            make_image(name, *spec)
         path = OUT / name
         ref = tv_reference(path)
         write_reference(OUT / f"{name}.tv.npy.gz", ref)
