@@ -6,9 +6,10 @@
 //! The reference of each file is what `ImageFolder` + torchvision compute:
 //!
 //! ```python
-//! img = Image.open(f).convert("RGB")                    # torchvision's pil_loader
-//! ref = np.asarray(CenterCrop(224)(Resize(256)(img)))   # uint8 [224, 224, 3]
-//! x = ToTensor()(img_t)                                 # = ref.transpose(2, 0, 1) / 255
+//! img = Image.open(f).convert("RGB")       # torchvision's pil_loader
+//! t = CenterCrop(224)(Resize(256)(img))    # a PIL image
+//! ref = np.asarray(t)                      # uint8 [224, 224, 3], committed as NAME.tv.npy.gz
+//! x = Normalize(mean, std)(ToTensor()(t))  # ToTensor(t) = ref.transpose(2, 0, 1) / 255
 //! ```
 //!
 //! # The bound, in levels (1/255)
