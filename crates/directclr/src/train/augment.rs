@@ -19,10 +19,7 @@
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::data::augment::{
-    ColorJitter, GaussianBlur, Interpolation, Normalize, RandomGrayscale, RandomResizedCrop,
-    RandomSolarize,
-};
+use crate::data::augment::{Interpolation, RandomResizedCrop};
 use crate::data::{Recipe, RecipeConfig, ViewConfig};
 use crate::{Error, Result};
 
@@ -38,26 +35,9 @@ pub struct CropAugment {
     pub interpolation: Interpolation,
 }
 
-/// The augmentations of one view, in the order they run: crop → flip → colour jitter →
-/// grayscale → blur → solarize → normalise.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ViewAugment {
-    /// Random resized crop.
-    pub crop: CropAugment,
-    /// Probability of a horizontal flip.
-    pub flip_p: f64,
-    /// Colour jitter strengths (brightness, contrast, saturation, hue) and its probability.
-    pub color_jitter: ColorJitter,
-    /// Random grayscale (`p`).
-    pub grayscale: RandomGrayscale,
-    /// Gaussian blur: kernel size, σ range and probability.
-    pub blur: GaussianBlur,
-    /// Solarisation: threshold (in `[0, 1]`) and probability.
-    pub solarize: RandomSolarize,
-    /// Per-channel normalisation.
-    pub normalize: Normalize,
-}
+/// The augmentations of one view as a run's configuration holds them: the data pipeline's
+/// [`ViewConfig`] with a crop without its side (`data.image_size`).
+pub type ViewAugment = ViewConfig<CropAugment>;
 
 impl ViewAugment {
     /// The authors' view 1 (`index` 0) or view 2 (`index` 1).
@@ -66,41 +46,21 @@ impl ViewAugment {
             0 => ViewConfig::byol(1.0, 0.0),
             _ => ViewConfig::byol(0.1, 0.2),
         };
-        ViewAugment::from_view(&v)
-    }
-
-    fn from_view(v: &ViewConfig) -> Self {
-        ViewAugment {
-            crop: CropAugment {
-                scale: v.crop.scale,
-                ratio: v.crop.ratio,
-                interpolation: v.crop.interpolation,
-            },
-            flip_p: v.flip_p,
-            color_jitter: v.color_jitter,
-            grayscale: v.grayscale,
-            blur: v.blur,
-            solarize: v.solarize,
-            normalize: v.normalize,
-        }
+        v.with_crop(|c| CropAugment {
+            scale: c.scale,
+            ratio: c.ratio,
+            interpolation: c.interpolation,
+        })
     }
 
     /// The data pipeline's view with crops of `size` px.
     pub fn view(&self, size: usize) -> ViewConfig {
-        ViewConfig {
-            crop: RandomResizedCrop {
-                size,
-                scale: self.crop.scale,
-                ratio: self.crop.ratio,
-                interpolation: self.crop.interpolation,
-            },
-            flip_p: self.flip_p,
-            color_jitter: self.color_jitter,
-            grayscale: self.grayscale,
-            blur: self.blur,
-            solarize: self.solarize,
-            normalize: self.normalize,
-        }
+        self.with_crop(|c| RandomResizedCrop {
+            size,
+            scale: c.scale,
+            ratio: c.ratio,
+            interpolation: c.interpolation,
+        })
     }
 }
 

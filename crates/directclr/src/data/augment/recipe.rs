@@ -19,12 +19,17 @@ use super::{check_probability, Scratch};
 use crate::data::dataset::ImageRef;
 use crate::data::DataError;
 
-/// The transforms of one view, each with its own probability.
+/// The transforms of one view, each with its own probability, in the order they run: crop →
+/// flip → colour jitter → grayscale → blur → solarize → normalise.
+///
+/// `C` is the crop: the data pipeline's [`RandomResizedCrop`] (with its side), or the run
+/// configuration's crop without a side (`train::ViewAugment`, whose side is
+/// `data.image_size`); [`ViewConfig::with_crop`] turns one into the other.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ViewConfig {
+pub struct ViewConfig<C = RandomResizedCrop> {
     /// Random resized crop.
-    pub crop: RandomResizedCrop,
+    pub crop: C,
     /// Probability of a horizontal flip.
     pub flip_p: f64,
     /// Colour jitter and its probability.
@@ -37,6 +42,21 @@ pub struct ViewConfig {
     pub solarize: RandomSolarize,
     /// Normalisation (applied when the loader outputs f32).
     pub normalize: Normalize,
+}
+
+impl<C> ViewConfig<C> {
+    /// The same view with its crop mapped by `f` (every other transform unchanged).
+    pub fn with_crop<D>(self, f: impl FnOnce(C) -> D) -> ViewConfig<D> {
+        ViewConfig {
+            crop: f(self.crop),
+            flip_p: self.flip_p,
+            color_jitter: self.color_jitter,
+            grayscale: self.grayscale,
+            blur: self.blur,
+            solarize: self.solarize,
+            normalize: self.normalize,
+        }
+    }
 }
 
 impl ViewConfig {
