@@ -31,7 +31,7 @@ pub enum ZNorm {
     /// z as it is (the paper's toy setting and the authors' toy code).
     #[default]
     None,
-    /// ẑ_i = z_i/‖z_i‖ (SimCLR: with [`ToyLoss::Dot`] the logits are cosine similarities / τ).
+    /// ẑ_i = z_i/‖z_i‖ (SimCLR: with the dot-product loss the logits are cosine similarities / τ).
     L2,
 }
 
