@@ -6,7 +6,9 @@
 # --no-record to print only).
 #
 # Timing: each configuration is run REPEATS times (3) with seed 0 and the minimum is kept (the
-# machine may be shared; the load average before and after is recorded). directclr's time is the
+# machine may be shared; the load average before and after is recorded), with the CLI's
+# measurements every 10 steps and with training only (--log-every 10000: measured at the start
+# and the end). directclr's time is the
 # run's own `train_seconds` (data, initialisation, training and measurements every 10 steps, as
 # the PyTorch clock); the whole command's wall time (process start-up, figures and CSV files
 # included) is given too.
@@ -38,31 +40,35 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # One JSON line per run into $out/runs.jsonl: impl, mechanism, seed, seconds, wall, final loss,
 # effective rank of r at the end.
-ours() { # mechanism seed
+ours() { # mechanism seed log_every
   local t0 t1
   t0=$(date +%s.%N)
   "$bin" --threads 1 theory projector --mechanisms "$1" --heads linear --seed "$2" \
-    --out "$out/run" >/dev/null
+    --log-every "$3" --out "$out/run" >/dev/null
   t1=$(date +%s.%N)
-  "$python" - "$out/run/summary.json" "$t0" "$t1" "$2" <<'PY' >>"$out/runs.jsonl"
+  "$python" - "$out/run/summary.json" "$t0" "$t1" "$2" "$3" <<'PY' >>"$out/runs.jsonl"
 import json, sys
 r = json.load(open(sys.argv[1]))["runs"][0]
 print(json.dumps({"impl": "directclr", "mechanism": r["mechanism"], "seed": int(sys.argv[4]),
+                  "log_every": int(sys.argv[5]),
                   "seconds": r["train_seconds"], "wall": float(sys.argv[3]) - float(sys.argv[2]),
                   "final_loss": r["final_loss"], "r_effective_rank_end": r["r_effective_rank"][1]}))
 PY
 }
-theirs() { # mechanism seed
-  "$python" benches/theory/projector_torch.py --mechanism "$1" --head linear --seed "$2" |
+theirs() { # mechanism seed log_every
+  "$python" benches/theory/projector_torch.py --mechanism "$1" --head linear --seed "$2" \
+    --log-every "$3" |
     "$python" -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({"impl": "pytorch",
-      "mechanism": d["mechanism"], "seed": d["seed"], "seconds": d["seconds"],
+      "mechanism": d["mechanism"], "seed": d["seed"], "log_every": d["log_every"], "seconds": d["seconds"],
       "final_loss": d["final_loss"], "r_effective_rank_end": d["r_effective_rank"][1]}))' \
     >>"$out/runs.jsonl"
 }
 
 for m in "${mechanisms[@]}"; do
-  for _ in $(seq "$repeats"); do ours "$m" 0; theirs "$m" 0; done
-  for s in $(seq 1 $((seeds - 1))); do ours "$m" "$s"; theirs "$m" "$s"; done
+  for _ in $(seq "$repeats"); do
+    ours "$m" 0 10; theirs "$m" 0 10; ours "$m" 0 10000; theirs "$m" 0 10000
+  done
+  for s in $(seq 1 $((seeds - 1))); do ours "$m" "$s" 10; theirs "$m" "$s" 10; done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -80,7 +86,8 @@ if [[ "${1:-}" != "--no-record" ]]; then
 Written by `benches/theory/projector.sh` (it replaces this file). The PyTorch script
 `projector_torch.py` runs the same case as `directclr --threads 1 theory projector --mechanisms M
 --heads linear`: same data size, depth, initialisation, noise, loss, learning rate, steps, batch,
-precision (f32) and measurements. "directclr train" is the run's own clock (`train_seconds` in
+precision (f32) and measurements (every 10 steps, or only at the start and the end with
+`--log-every 10000`). "directclr train" is the run's own clock (`train_seconds` in
 its summary.json: data, initialisation, training and measurements); "whole command" is the wall
 time of the command, loading libtorch at start-up and writing figures and CSV files included.
 The PyTorch clock starts after `import torch` and covers the same work as "train".
