@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use directclr::runtime::DeviceSpec;
-use directclr::theory::{projector::Mechanism, Activation, HeadKind, Precision, ToyLoss};
+use directclr::theory::{projector::Mechanism, Activation, HeadKind, Precision, ToyLoss, ZNorm};
 
 pub use crate::cli_eval::{KnnArgs, ProbeArgs, ReproduceArgs, SpectrumArgs};
 
@@ -145,8 +145,8 @@ pub enum TheoryCommand {
     /// projector against the full one, on a toy encoder under both collapse mechanisms.
     Propositions(PropositionsArgs),
     /// Issue 28, item 4: the heads none / linear / diagonal under scaled initial weights
-    /// (encoder and head) and weight decay, both mechanisms; one summary table, runs that never
-    /// left chance flagged.
+    /// (encoder and head), weight decay and L2-normalised z, both mechanisms; one summary table,
+    /// runs that never left chance flagged.
     Conditions(ConditionsArgs),
     /// All three experiments, each into a subfolder of --out.
     All(AllArgs),
@@ -183,6 +183,10 @@ pub struct ToyArgs {
     /// [distance for Section 4, dot for Section 5].
     #[arg(long, value_enum)]
     pub loss: Option<ToyLoss>,
+    /// `l2` scales every row of z to unit length before the loss (SimCLR); `none` is the
+    /// paper's toy [none]. `theory conditions` sweeps it with --z-norms instead.
+    #[arg(long, value_enum)]
+    pub z_norm: Option<ZNorm>,
     /// Seed of every random draw [0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -312,6 +316,10 @@ pub struct ConditionsArgs {
     /// Weight decays λ (w ← w − lr·(∇L + λw)), comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![0.0, 0.1], allow_negative_numbers = true)]
     pub weight_decays: Vec<f64>,
+    /// Normalisations of z before the loss, comma-separated: `none` (the paper's toy), `l2`
+    /// (SimCLR's z/‖z‖).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ZNorm::None, ZNorm::L2])]
+    pub z_norms: Vec<ZNorm>,
     /// Output folder.
     #[arg(long, default_value = "out/theory/conditions")]
     pub out: PathBuf,

@@ -233,6 +233,8 @@ fn theory_conditions_runs_and_refuses_bad_conditions_by_name() {
             "1,0.1",
             "--weight-decays",
             "0",
+            "--z-norms",
+            "none,l2",
             "--steps",
             "20",
             "--log-every",
@@ -253,10 +255,17 @@ fn theory_conditions_runs_and_refuses_bad_conditions_by_name() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Conditions of Section 6"), "{stdout}");
+    // Both normalisations of z are rows of the table.
+    assert!(
+        stdout.contains(" none ") && stdout.contains(" l2 "),
+        "{stdout}"
+    );
     assert!(dir.path().join("summary.csv").is_file());
     for (args, field) in [
         (["--scales", "0"], "`encoder_init_scale`"),
         (["--weight-decays", "-1"], "`weight_decay`"),
+        // The sweep sets the normalisation per condition; a global one is refused.
+        (["--z-norm", "l2"], "`z_norm`"),
     ] {
         let out = directclr()
             .args(["theory", "conditions", "--steps", "5"])

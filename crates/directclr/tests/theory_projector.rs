@@ -7,7 +7,7 @@ use directclr::theory::{
     head::{head_grads, Head, HeadConfig, HeadKind},
     projector::{projector, Mechanism, ProjectorSettings},
     toy_net::{Activation, Init, ToyNet},
-    train_with_head, Precision, ToyConfig, ToyLoss,
+    train_with_head, Precision, ToyConfig, ToyLoss, ZNorm,
 };
 use directclr::Error;
 use nalgebra::DMatrix;
@@ -688,7 +688,7 @@ fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
         &Condition {
             encoder_init_scale: 0.5,
             head_init_scale: 0.25,
-            weight_decay: 0.0,
+            ..Condition::default()
         },
     )
     .unwrap();
@@ -744,7 +744,7 @@ fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
         }
     }
     // The grid: (s, s) for each scale, (1, s) for s ≠ 1, times each decay.
-    let g = grid(&[1.0, 0.1], &[0.0, 0.1]);
+    let g = grid(&[1.0, 0.1], &[0.0, 0.1], &[ZNorm::None]);
     assert_eq!(g.len(), 6);
     let dir = tempfile::tempdir().unwrap();
     let r = sweep(
@@ -752,7 +752,7 @@ fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
             mechanisms: vec![Mechanism::ImplicitRegularization],
             ..Default::default()
         },
-        &grid(&[1.0, 0.1], &[0.0]),
+        &grid(&[1.0, 0.1], &[0.0], &[ZNorm::None]),
         &tiny(20),
         dir.path(),
     )

@@ -1,12 +1,13 @@
 //! Issue 28, item 4: the conditions that separate the toy from real training. Sections 5–6
 //! derive their results for small, nearly balanced initial weights and long training with an
 //! un-normalised loss and no weight decay; this sweeps the initial scale of the encoder and of
-//! the head and the weight decay, for the heads of Propositions 1–2 (none, linear, diagonal),
-//! under both collapse mechanisms, and gives every result per condition, flagging runs that
-//! never left chance (their r is their initialisation and proves nothing).
+//! the head, the weight decay and L2-normalised against un-normalised z (SimCLR normalises:
+//! [`ZNorm::L2`], ẑ = z/‖z‖ before the same InfoNCE and τ), for the heads of Propositions 1–2
+//! (none, linear, diagonal), under both collapse mechanisms, and gives every result per
+//! condition, flagging runs that never left chance (their r is their initialisation and proves
+//! nothing).
 //!
-//! Not swept here: L2-normalised z (the toy losses of [`super::ToyLoss`] have no normalised
-//! form yet) and the training length (set `--steps`).
+//! Not swept here: the training length (set `--steps`).
 //!
 //! Proposition 2 under a condition: wherever the trained linear projector's numerical rank k at
 //! 1e-4 of σ₁ is below d, a fixed rank-k projector ([`HeadKind::FixedLowRank`]) is trained under
@@ -21,13 +22,67 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::{
-    alignment::{numerical_rank, track_under, Condition},
+    alignment::{numerical_rank, track_under},
     config::ToyConfig,
     experiments::{create_dir, write_csv, write_json, Overrides},
     head::{HeadConfig, HeadKind},
     projector::{summarise, HeadRun, Mechanism, ProjectorSettings},
+    toy_loss::ZNorm,
 };
 use crate::{Error, Result};
+
+/// Conditions of Section 6's derivations that the toy presets do not meet (issue 28, item 4):
+/// the scale of the initial weights, weight decay and the normalisation of z.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Condition {
+    /// Factor on the encoder's initial weights (1: the preset's init).
+    pub encoder_init_scale: f64,
+    /// Factor on the head's initial trainable parameters (1: the preset's init; the diagonal's
+    /// w starts at this value).
+    pub head_init_scale: f64,
+    /// L2 weight decay λ on every trained parameter: w ← w − lr·(∇L + λ·w), the gradient and
+    /// the decay both taken at the current w.
+    pub weight_decay: f64,
+    /// Whether z is L2-normalised before the loss; replaces the config's
+    /// [`ToyConfig::z_norm`](super::ToyConfig::z_norm) for the run.
+    pub z_norm: ZNorm,
+}
+
+impl Default for Condition {
+    fn default() -> Self {
+        Condition {
+            encoder_init_scale: 1.0,
+            head_init_scale: 1.0,
+            weight_decay: 0.0,
+            z_norm: ZNorm::None,
+        }
+    }
+}
+
+impl Condition {
+    /// Refuses a scale that is not finite and > 0 or a decay that is not finite and ≥ 0, with
+    /// the field's name.
+    pub fn check(&self) -> Result<()> {
+        for (field, v) in [
+            ("encoder_init_scale", self.encoder_init_scale),
+            ("head_init_scale", self.head_init_scale),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(Error::config(
+                    field,
+                    format!("must be a finite number > 0, got {v}"),
+                ));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::config(
+                "weight_decay",
+                format!("must be a finite number ≥ 0, got {}", self.weight_decay),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The heads of the sweep: no projector, the full linear one, the diagonal one.
 pub const SWEEP_HEADS: [HeadKind; 3] = [HeadKind::None, HeadKind::Linear, HeadKind::Diagonal];
@@ -61,18 +116,21 @@ pub struct SweepReport {
 
 /// The conditions of the sweep: every (encoder scale = head scale) in `scales`, the encoder at
 /// scale 1 with every smaller head scale (the "small head on a normal encoder" case), each with
-/// every weight decay in `weight_decays`.
-pub fn grid(scales: &[f64], weight_decays: &[f64]) -> Vec<Condition> {
+/// every weight decay in `weight_decays` and every normalisation in `z_norms`.
+pub fn grid(scales: &[f64], weight_decays: &[f64], z_norms: &[ZNorm]) -> Vec<Condition> {
     let mut pairs: Vec<(f64, f64)> = scales.iter().map(|&s| (s, s)).collect();
     pairs.extend(scales.iter().filter(|&&s| s != 1.0).map(|&s| (1.0, s)));
     let mut out = Vec::new();
-    for &weight_decay in weight_decays {
-        for &(encoder_init_scale, head_init_scale) in &pairs {
-            out.push(Condition {
-                encoder_init_scale,
-                head_init_scale,
-                weight_decay,
-            });
+    for &z_norm in z_norms {
+        for &weight_decay in weight_decays {
+            for &(encoder_init_scale, head_init_scale) in &pairs {
+                out.push(Condition {
+                    encoder_init_scale,
+                    head_init_scale,
+                    weight_decay,
+                    z_norm,
+                });
+            }
         }
     }
     out
@@ -173,6 +231,7 @@ pub fn sweep(
             "encoder_init_scale",
             "head_init_scale",
             "weight_decay",
+            "z_norm",
             "r_effective_rank_start",
             "r_effective_rank_end",
             "r_collapsed_1e-2_end",
@@ -201,6 +260,7 @@ pub fn sweep(
                 r.condition.encoder_init_scale.to_string(),
                 r.condition.head_init_scale.to_string(),
                 r.condition.weight_decay.to_string(),
+                r.condition.z_norm.name().to_string(),
                 s.r_effective_rank.0.to_string(),
                 s.r_effective_rank.1.to_string(),
                 s.r_collapsed_1e2.1.to_string(),

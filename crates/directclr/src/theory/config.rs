@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    toy_loss::ToyLoss,
+    toy_loss::{ToyLoss, ZNorm},
     toy_net::{Activation, Init},
 };
 use crate::{Error, Result};
@@ -33,7 +33,7 @@ pub enum NoiseSupport {
 
 /// One toy run: data x ~ N(0, I_dim), `samples` fixed points, two views x + ε, x + ε' with
 /// Gaussian ε of std `noise_std` on `noise_support`, a [`super::ToyNet`] trained by plain SGD
-/// (no momentum, no weight decay) on an un-normalised InfoNCE.
+/// (no momentum, no weight decay) on an InfoNCE, un-normalised unless `z_norm` says otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ToyConfig {
@@ -47,6 +47,10 @@ pub struct ToyConfig {
     pub init: Init,
     /// The InfoNCE form.
     pub loss: ToyLoss,
+    /// Whether z is L2-normalised (per row) before the loss (not in the presets; configs
+    /// written without the field read as [`ZNorm::None`]).
+    #[serde(default)]
+    pub z_norm: ZNorm,
     /// Temperature τ (0.1).
     pub temperature: f64,
     /// Std of the augmentation noise.
@@ -85,6 +89,7 @@ impl ToyConfig {
             activation: Activation::Linear,
             init: Init::Uniform,
             loss: ToyLoss::Distance,
+            z_norm: ZNorm::None,
             temperature: 0.1,
             noise_std,
             noise_support: NoiseSupport::Last(8),
@@ -190,6 +195,12 @@ impl ToyConfig {
         }
         if self.log_every == 0 {
             return Err(Error::config("log_every", "must be at least 1"));
+        }
+        if self.x_batches > 0 && self.z_norm != ZNorm::None {
+            return Err(Error::config(
+                "x_batches",
+                "X (Eqn 6) is defined for the un-normalised loss only; use 0 with z_norm l2",
+            ));
         }
         if self.x_batches > 0 && self.activation != Activation::Linear {
             return Err(Error::config(

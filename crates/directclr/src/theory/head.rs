@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     real::{gemm, Op, Real},
-    toy_loss::{EmbeddingGrad, ToyLoss},
+    toy_loss::{normalize_rows, EmbeddingGrad, ToyLoss, ZNorm},
     toy_net::{random_orthogonal, Init, ToyNet},
 };
 use crate::{Error, Result};
@@ -340,7 +340,7 @@ pub struct HeadGrads<T: Real> {
     pub scratch: DMatrix<T>,
 }
 
-/// Computes [`HeadGrads`]; a non-finite loss is an error.
+/// Computes [`HeadGrads`] for the un-normalised loss; a non-finite loss is an error.
 /// # Shapes
 /// x1, x2: [B, d] (row i of x2 is the positive of row i of x1)
 #[allow(clippy::too_many_arguments)]
@@ -348,6 +348,24 @@ pub fn head_grads<T: Real>(
     net: &ToyNet<T>,
     head: &Head<T>,
     loss: ToyLoss,
+    temperature: f64,
+    x1: &DMatrix<T>,
+    x2: &DMatrix<T>,
+    scratch: Option<DMatrix<T>>,
+) -> Result<HeadGrads<T>> {
+    head_grads_normed(net, head, loss, ZNorm::None, temperature, x1, x2, scratch)
+}
+
+/// [`head_grads`] with `z_norm` between the head and the loss: x → r → z → ẑ → InfoNCE(ẑ1, ẑ2)
+/// (ẑ = z with [`ZNorm::None`]). A non-finite loss or a row of z with norm 0 is an error.
+/// # Shapes
+/// x1, x2: [B, d] (row i of x2 is the positive of row i of x1)
+#[allow(clippy::too_many_arguments)]
+pub fn head_grads_normed<T: Real>(
+    net: &ToyNet<T>,
+    head: &Head<T>,
+    loss: ToyLoss,
+    z_norm: ZNorm,
     temperature: f64,
     x1: &DMatrix<T>,
     x2: &DMatrix<T>,
@@ -362,6 +380,11 @@ pub fn head_grads<T: Real>(
     let hf = head.forward(r);
     let dz_cols = hf.z.ncols();
     let (z1, z2) = (hf.z.rows(0, b).into_owned(), hf.z.rows(b, b).into_owned());
+    // [B, d_z] each, and the row norms when normalised.
+    let ((z1, n1), (z2, n2)) = match z_norm {
+        ZNorm::None => ((z1, Vec::new()), (z2, Vec::new())),
+        ZNorm::L2 => (normalize_rows(&z1)?, normalize_rows(&z2)?),
+    };
     let grad: EmbeddingGrad<T> = loss.evaluate_reusing(&z1, &z2, temperature, scratch);
     if !grad.loss.is_finite() {
         return Err(Error::Numerical {
@@ -371,8 +394,8 @@ pub fn head_grads<T: Real>(
     }
     let (g1, g2) = grad.apply(&z1, &z2);
     let mut dz = DMatrix::zeros(2 * b, dz_cols);
-    dz.rows_mut(0, b).copy_from(&g1);
-    dz.rows_mut(b, b).copy_from(&g2);
+    dz.rows_mut(0, b).copy_from(&z_norm.backward(g1, &z1, &n1));
+    dz.rows_mut(b, b).copy_from(&z_norm.backward(g2, &z2, &n2));
     let (dr, head_grads) = head.backward(r, &hf, dz);
     let encoder = net.backward(&fwd, dr.clone());
     Ok(HeadGrads {

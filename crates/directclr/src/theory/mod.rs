@@ -27,6 +27,6 @@ pub mod trainer;
 
 pub use config::{NoiseSupport, Precision, ToyConfig};
 pub use head::{Head, HeadConfig, HeadKind};
-pub use toy_loss::{EmbeddingGrad, ToyLoss};
+pub use toy_loss::{EmbeddingGrad, ToyLoss, ZNorm};
 pub use toy_net::{Activation, Init, ToyNet};
 pub use trainer::{train, train_with_head, ToyRecord, ToyRun, Trainer};

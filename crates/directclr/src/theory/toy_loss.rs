@@ -12,13 +12,86 @@
 //!
 //! For speed the blocks are kept in factored form (a softmax matrix and diagonals) and applied
 //! with matrixmultiply; [`EmbeddingGrad::block`] gives them densely for the closed forms.
+//!
+//! [`ZNorm::L2`] puts SimCLR's normalisation ẑ = z/‖z‖ (per row) in front of either loss
+//! ([`normalize_rows`], and [`ZNorm::backward`] for the gradient); the loss is then not a
+//! quadratic form of z and the closed forms (Lemma 1, X of Eqn 6) do not apply to it.
 
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use super::real::{gemm, Op, Real};
+use crate::{Error, Result};
 
-/// Which InfoNCE the toy model optimises. Neither normalises z (the paper's toy setting).
+/// Whether the rows of z are scaled to unit length before the loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ZNorm {
+    /// z as it is (the paper's toy setting and the authors' toy code).
+    #[default]
+    None,
+    /// ẑ_i = z_i/‖z_i‖ (SimCLR: with the dot-product loss the logits are cosine similarities / τ).
+    L2,
+}
+
+impl ZNorm {
+    /// The kebab-case name used in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            ZNorm::None => "none",
+            ZNorm::L2 => "l2",
+        }
+    }
+
+    /// Back-propagates dL/dẑ through ẑ = z/‖z‖ (per row, `norms` from [`normalize_rows`]):
+    /// dL/dz_i = (g_i − ẑ_i·(ẑ_i·g_i))/‖z_i‖, the part of g_i orthogonal to z_i, over ‖z_i‖
+    /// (the Jacobian of z ↦ z/‖z‖ is (I − ẑẑᵀ)/‖z‖). With [`ZNorm::None`], g itself.
+    /// # Shapes
+    /// g: [N, d] (dL/dẑ), z_hat: [N, d], norms: N → [N, d]
+    pub fn backward<T: Real>(
+        self,
+        mut g: DMatrix<T>,
+        z_hat: &DMatrix<T>,
+        norms: &[T],
+    ) -> DMatrix<T> {
+        if self == ZNorm::None {
+            return g;
+        }
+        for (i, &norm) in norms.iter().enumerate() {
+            let along = g.row(i).dot(&z_hat.row(i));
+            let mut row = g.row_mut(i);
+            row -= z_hat.row(i) * along;
+            row /= norm;
+        }
+        g
+    }
+}
+
+/// ẑ_i = z_i/‖z_i‖ for every row, and the norms ‖z_i‖. A row whose norm is 0 or not finite has
+/// no direction: an error naming the row.
+/// # Shapes
+/// z: [N, d] → ([N, d], N)
+pub fn normalize_rows<T: Real>(z: &DMatrix<T>) -> Result<(DMatrix<T>, Vec<T>)> {
+    let mut z_hat = z.clone();
+    let mut norms = Vec::with_capacity(z.nrows());
+    for i in 0..z.nrows() {
+        let norm = z.row(i).norm();
+        if !(norm.f64().is_finite() && norm > T::zero()) {
+            return Err(Error::Numerical {
+                context: "L2 normalisation of z".into(),
+                reason: format!("row {i} has norm {}: no direction to normalise", norm.f64()),
+            });
+        }
+        let mut row = z_hat.row_mut(i);
+        row /= norm;
+        norms.push(norm);
+    }
+    Ok((z_hat, norms))
+}
+
+/// Which InfoNCE the toy model optimises. Neither normalises z by itself (the paper's toy
+/// setting); [`ZNorm::L2`] adds SimCLR's normalisation in front.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]

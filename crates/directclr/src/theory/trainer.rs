@@ -17,8 +17,9 @@ use super::{
         x_matrix,
     },
     config::{NoiseSupport, Precision, ToyConfig},
-    head::{head_grads, Head, HeadConfig},
+    head::{head_grads_normed, Head, HeadConfig},
     real::{gemm, to_f64, Op, Real},
+    toy_loss::ZNorm,
     toy_net::{Activation, ToyNet},
 };
 use crate::{analysis::covariance_eigenvalues, Error, Result};
@@ -271,9 +272,12 @@ impl<T: Real> Trainer<T> {
         let (x1, x2) = Self::draw_views(&self.data, &self.config, idx, &mut self.noise);
         let loss;
         // A linear network is its product P = W_L···W_1: the step is Lemma 1 with Eqn 5,
-        // G = ∂L/∂P = P·M (= −P·X), then ∂L/∂W_l from G; with ReLU, back-propagation.
+        // G = ∂L/∂P = P·M (= −P·X), then ∂L/∂W_l from G; with ReLU or a normalised z,
+        // back-propagation.
         let mut head_updates = Vec::new();
-        let grads = if self.net.activation == Activation::Linear && matches!(self.head, Head::None)
+        let grads = if self.net.activation == Activation::Linear
+            && matches!(self.head, Head::None)
+            && self.config.z_norm == ZNorm::None
         {
             let p = self.net.product_t();
             let embed = |x: &DMatrix<T>| {
@@ -289,11 +293,12 @@ impl<T: Real> Trainer<T> {
             self.scratch = Some(grad.into_scratch());
             self.net.grads_from_product(&g)
         } else {
-            // Back-propagation x → r → z (Section 6 heads; with no head and ReLU, z = r).
-            let g = head_grads(
+            // Back-propagation x → r → z → ẑ (Section 6 heads; with no head, z = r).
+            let g = head_grads_normed(
                 &self.net,
                 &self.head,
                 self.config.loss,
+                self.config.z_norm,
                 self.config.temperature,
                 &x1,
                 &x2,

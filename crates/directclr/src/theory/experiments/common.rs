@@ -10,7 +10,7 @@ use crate::{
     plot::Series,
     theory::{
         config::{Precision, ToyConfig},
-        toy_loss::ToyLoss,
+        toy_loss::{ToyLoss, ZNorm},
         trainer::{train, ToyRun},
     },
     Error, Result,
@@ -37,6 +37,8 @@ pub struct Overrides {
     pub temperature: Option<f64>,
     /// Loss form.
     pub loss: Option<ToyLoss>,
+    /// Normalisation of z before the loss.
+    pub z_norm: Option<ZNorm>,
     /// Seed.
     pub seed: Option<u64>,
     /// Precision.
@@ -57,6 +59,7 @@ impl Overrides {
         c.log_every = self.log_every.unwrap_or(c.log_every);
         c.temperature = self.temperature.unwrap_or(c.temperature);
         c.loss = self.loss.unwrap_or(c.loss);
+        c.z_norm = self.z_norm.unwrap_or(c.z_norm);
         c.seed = self.seed.unwrap_or(c.seed);
         c.precision = self.precision.unwrap_or(c.precision);
         c.x_batches = self.x_batches.unwrap_or(c.x_batches);
