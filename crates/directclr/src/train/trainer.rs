@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use tch::{nn, Device, Kind, Tensor};
 
-use super::guard::{Action, Guard, GuardLine, GuardState, OnFailure};
+use super::guard::{Guard, GuardLine, GuardState, LastGood, OnFailure};
 use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
 use super::run_dir::{MetricsKind, MetricsLine, Opened, RunDir};
 use super::speed::ViewMaker;
@@ -25,9 +25,7 @@ use crate::dist::Distributed;
 use crate::model::{Part, RunModels};
 use crate::optim::{trainable_variables, Optimizer};
 use crate::precision::{to_channels_last, Autocast, LowPrecision};
-use crate::run::{
-    read_checkpoint, AutocastDtype, CheckedConfig, Checkpoint, Progress, CHECKPOINT_FILE,
-};
+use crate::run::{AutocastDtype, CheckedConfig, Checkpoint, Progress, CHECKPOINT_FILE};
 use crate::{Error, Result};
 
 /// Held while a run seeds libtorch's process-wide generator and draws its initial weights, so
@@ -519,56 +517,21 @@ pub fn train_distributed(
             let last_of_epoch = batches.peek().is_none();
             if guard.due(step, c.log.every_steps) || last_of_epoch {
                 if let Some(trip) = guard.check()? {
-                    let kept = match last_checkpoint {
-                        Some(e) => format!(
-                            "the last good checkpoint (after epoch {e}) is kept in `{}`",
-                            opts.out.display()
-                        ),
-                        None => "no checkpoint had been written yet".to_string(),
+                    let good = LastGood {
+                        run: run.as_ref(),
+                        out: &opts.out,
+                        checkpoint: last_checkpoint,
+                        initial: initial.as_ref(),
                     };
-                    // Several processes always stop (checked at start); one process has its
-                    // run folder.
-                    let run = match (&run, guard.decide()) {
-                        (Some(run), Action::Rollback) => run,
-                        (run, _) => {
-                            let line = guard.line(&trip, Action::Stop, epoch, trip.step);
-                            if let Some(run) = run {
-                                run.append_metrics(&line)?;
-                            }
-                            on_event(&Event::Guard(line));
-                            return Err(guard.stop_error(&trip, epoch, &kept));
+                    let restore = |ckpt: &Checkpoint, file: &Path| models.restore(ckpt, file);
+                    let mut report = |line: GuardLine| {
+                        if let Some(run) = &run {
+                            run.append_metrics(&line)?;
                         }
-                    };
-                    let file = run.path(CHECKPOINT_FILE);
-                    let ckpt = match (last_checkpoint, &initial) {
-                        (Some(_), _) => read_checkpoint(&file)?,
-                        (None, Some(init)) => init.shallow_clone(),
-                        (None, None) => return Err(guard.stop_error(&trip, epoch, &kept)),
-                    };
-                    if trip.step == ckpt.progress.step + 1 {
-                        // The saved weights alone fix the next step's loss: no learning rate
-                        // can change it.
-                        let line = guard.line(&trip, Action::Stop, epoch, trip.step);
-                        run.append_metrics(&line)?;
                         on_event(&Event::Guard(line));
-                        return Err(guard.stop_error(
-                            &trip,
-                            epoch,
-                            &format!(
-                                "as the failed step is the first after the last good state \
-                                 (step {}), whose weights alone determine its loss, a rollback \
-                                 cannot avoid it; {kept}",
-                                ckpt.progress.step
-                            ),
-                        ));
-                    }
-                    models.restore(&ckpt, &file)?;
-                    guard.rewind(&ckpt.guard)?;
-                    (epoch, step) = (ckpt.progress.epoch, ckpt.progress.step);
-                    run.truncate_metrics(step)?;
-                    let line = guard.line(&trip, Action::Rollback, epoch, step);
-                    run.append_metrics(&line)?;
-                    on_event(&Event::Guard(line));
+                        Ok(())
+                    };
+                    (epoch, step) = guard.recover(&trip, epoch, good, restore, &mut report)?;
                     continue 'epochs;
                 }
             }
