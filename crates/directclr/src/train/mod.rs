@@ -4,7 +4,9 @@
 
 pub(crate) mod augment;
 mod guard;
+mod models;
 mod monitor;
+mod prepare;
 mod replicas;
 mod run_dir;
 mod speed;

@@ -14,24 +14,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use super::guard::{Guard, GuardLine, GuardState, LastGood, OnFailure};
-use super::monitor::{CollapseJump, CollapseMonitor, RankSnapshot};
-use super::run_dir::{MetricsKind, MetricsLine, Opened, RunDir};
-use super::speed::ViewMaker;
-use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
+use super::guard::{GuardLine, LastGood};
+use super::monitor::{CollapseJump, RankSnapshot};
+use super::prepare::prepare;
+use super::run_dir::{MetricsKind, MetricsLine, RunDir};
 use crate::dist::Distributed;
-use crate::model::{Part, RunModels};
-use crate::optim::{trainable_variables, Optimizer};
-use crate::precision::{to_channels_last, Autocast, LowPrecision};
-use crate::run::{AutocastDtype, CheckedConfig, Checkpoint, Progress, CHECKPOINT_FILE};
+use crate::precision::{to_channels_last, Autocast};
+use crate::run::{CheckedConfig, Checkpoint, Progress};
 use crate::{Error, Result};
-
-/// Held while a run seeds libtorch's process-wide generator and draws its initial weights, so
-/// that runs in several threads of one process (data-parallel ranks, tests, a caller's own
-/// threads) each get the initialisation of their own seed.
-static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// How to run (not part of the configuration: they do not change the weights).
 #[derive(Debug, Clone)]
@@ -200,70 +192,6 @@ impl Window {
     }
 }
 
-/// The models of a run and its optimiser, built under one variable store.
-struct Models {
-    _vs: nn::VarStore,
-    run: RunModels,
-    optimizer: Optimizer,
-}
-
-impl Models {
-    /// Every tensor of the run's state under the checkpoint's prefixes.
-    fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = self.run.checkpoint_tensors();
-        out.extend(Part::Momentum.prefixed(&self.optimizer.momentum_state()));
-        out
-    }
-
-    fn restore(&mut self, ckpt: &Checkpoint, file: &Path) -> Result<()> {
-        self.run
-            .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
-        self.optimizer
-            .load_momentum_state(&Part::Momentum.section(&ckpt.tensors))
-    }
-
-    /// A copy of the whole state as a checkpoint at step 0 (what a rollback before the first
-    /// checkpoint returns to).
-    fn snapshot(&self, seed: u64) -> Result<Checkpoint> {
-        let _g = tch::no_grad_guard();
-        let tensors = self
-            .checkpoint_tensors()
-            .into_iter()
-            .map(|(n, t)| {
-                let mut copy = t.f_detach()?.f_to_device(Device::Cpu)?.f_zeros_like()?;
-                copy.f_copy_(&t)?;
-                Ok((n, copy))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Checkpoint {
-            progress: Progress {
-                epoch: 0,
-                step: 0,
-                seed,
-            },
-            tensors,
-            guard: GuardState::default(),
-        })
-    }
-
-    /// Checks that every trainable parameter is finite (before a checkpoint is written).
-    fn check_finite(&self, vs_params: &[(String, Tensor)], epoch: usize) -> Result<()> {
-        let _g = tch::no_grad_guard();
-        for (name, t) in vs_params {
-            if !bool::try_from(t.f_isfinite()?.f_all()?)? {
-                return Err(Error::Numerical {
-                    context: format!("end of epoch {epoch}"),
-                    reason: format!(
-                        "parameter `{name}` holds non-finite values; the run stops without \
-                         writing a checkpoint (the previous one is kept)"
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Summarises `window` as a metrics line of `kind` at (epoch, step, lr, last checkpoint),
 /// appends it to the run's log and reports it.
 fn log_window(
@@ -313,188 +241,54 @@ pub fn train_distributed(
     on_event: &mut dyn FnMut(&Event),
 ) -> Result<Summary> {
     let c = config.config();
-    let device = match dist {
-        Some(d) => d.device(c.device)?,
-        None => c.device.resolve()?,
-    };
-    let main = dist.is_none_or(|d| d.is_main());
-    let opened = if main {
-        Some(RunDir::open(&opts.out, c, opts.resume)?)
-    } else {
-        None
-    };
-    let dataset = config.read_dataset()?;
-    let classes = dataset.class_names().len() as i64;
-    let samples = dataset.len();
-    let views = ViewMaker::new(&c.speed, config.recipe(), c.data.image_size, c.seed, device)?;
-    let transform = views.transform();
-    let loader = Loader::new(
-        dataset,
-        transform,
-        LoaderConfig {
-            batch_size: match dist {
-                Some(d) => d.local_batch(c.batch_size)?,
-                None => c.batch_size,
-            },
-            workers: c.workers,
-            prefetch: 4,
-            seed: c.seed,
-            shuffle: true,
-            drop_last: true,
-            shard: dist.map_or(Shard::SINGLE, |d| d.shard()),
-            output: OutputKind::U8,
-            pin_memory: device.is_cuda(),
-            bad_images: BadImagePolicy::Skip,
-        },
-    )?;
-    let steps_per_epoch = loader.batches_per_epoch();
-    // Rank 0 alone measures (every rank holds the same weights and running statistics).
-    let mut monitor = match main {
-        true => CollapseMonitor::new(config, &c.monitor)?,
-        false => None,
-    };
-    let schedule = c
-        .schedule
-        .build(c.batch_size, steps_per_epoch, c.epochs)
-        .map_err(|e| e.within("schedule"))?;
-    let total_steps = steps_per_epoch * c.epochs;
-
-    // Models: the seed fixes their initialisation (a resumed run overwrites it). libtorch has
-    // one process-wide generator, so seeding and drawing happen under `INIT_LOCK`: a run in
-    // another thread cannot draw in between.
-    let init = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    tch::manual_seed(c.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let root = vs.root();
-    let run_models = RunModels::build(&root, &c.model, &c.method, c.probe.then_some(classes))?;
-    drop(init);
-    // On CUDA: convolution weights channels-last (values unchanged), inputs likewise below.
-    let cuda = matches!(device, tch::Device::Cuda(_));
-    let channels_last = cuda && c.precision.channels_last;
-    let autocast = match c.precision.autocast {
-        AutocastDtype::Bf16 if cuda => Some(LowPrecision::Bf16),
-        _ => None,
-    };
-    if channels_last {
-        for (_, mut t) in vs.variables() {
-            if t.dim() == 4 {
-                let cl = to_channels_last(&t)?;
-                tch::no_grad(|| t.set_data(&cl));
-            }
-        }
-    }
-    let params = trainable_variables(&vs);
-    let mut optimizer = c.optimizer.build(
-        params
-            .iter()
-            .map(|(n, t)| (n.clone(), t.shallow_clone()))
-            .collect(),
-    )?;
-    if c.speed.fused_optimizer {
-        optimizer.fuse()?;
-    }
-    let mut models = Models {
-        _vs: vs,
-        run: run_models,
-        optimizer,
-    };
-
-    let mut resumed_guard = GuardState::default();
-    let (run, mut epoch, mut step) = match opened {
-        None => (None, 0, 0),
-        Some(Opened::Fresh(run)) => (Some(run), 0, 0),
-        Some(Opened::Resume(run, ckpt)) => {
-            resumed_guard = ckpt.guard;
-            let file = run.path(CHECKPOINT_FILE);
-            models.restore(&ckpt, &file)?;
-            let Progress { epoch, step, .. } = ckpt.progress;
-            if step != epoch * steps_per_epoch {
-                return Err(Error::StateMismatch {
-                    what: format!("checkpoint `{}`", file.display()),
-                    reason: format!(
-                        "{step} steps after {epoch} epochs, but an epoch now has \
-                         {steps_per_epoch} steps (did the dataset change?)"
-                    ),
-                });
-            }
-            (Some(run), epoch, step)
-        }
-    };
-    // Every rank continues from rank 0's progress and tensors.
-    if let Some(d) = dist {
-        (epoch, step) =
-            super::replicas::start_from_rank0(d, (epoch, step), &models.checkpoint_tensors())?;
-    }
-    let gradient_sync = dist.map(|d| d.gradient_sync(&params)).transpose()?;
-    let world = dist.map_or(1, |d| d.world_size());
+    let mut p = prepare(config, opts, dist)?;
+    let (mut epoch, mut step) = p.start;
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
-    if world > 1 {
-        if c.guard.on_failure == OnFailure::Rollback {
-            return Err(Error::config(
-                "guard.on_failure",
-                "`rollback` needs one process (each rank would have to reload the same \
-                 checkpoint in step); use `stop` with several processes",
-            ));
-        }
-        if resumed_guard.lr_scale != 1.0 {
-            return Err(Error::config(
-                "guard",
-                format!(
-                    "the checkpoint was rolled back to a learning rate × {}, which several \
-                     processes cannot carry on; resume it with one process",
-                    resumed_guard.lr_scale
-                ),
-            ));
-        }
-    }
-    let mut guard = Guard::new(c.guard, resumed_guard, device)?;
-    // What a rollback before the first checkpoint returns to.
-    let initial = match (&c.guard.on_failure, last_checkpoint) {
-        (super::guard::OnFailure::Rollback, None) => Some(models.snapshot(c.seed)?),
-        _ => None,
-    };
+    let device = p.device;
     on_event(&Event::Start {
         epoch,
         step,
-        total_steps,
-        steps_per_epoch,
-        samples,
+        total_steps: p.total_steps,
+        steps_per_epoch: p.steps_per_epoch,
+        samples: p.samples,
         device,
     });
 
     let mut last_epoch = None;
-    let mut lr = schedule.lr(step) * guard.lr_scale();
+    let mut lr = p.schedule.lr(step) * p.guard.lr_scale();
     'epochs: while epoch < c.epochs {
         let mut window = Window::new(device, c.probe)?;
         let mut epoch_window = Window::new(device, c.probe)?;
-        let mut batches = loader.epoch(epoch as u64).peekable();
+        let mut batches = p.loader.epoch(epoch as u64).peekable();
         while let Some(batch) = batches.next() {
             let batch = batch?;
-            lr = schedule.lr(step) * guard.lr_scale();
+            lr = p.schedule.lr(step) * p.guard.lr_scale();
             let n = batch.labels.size()[0] as usize;
-            let xs = views.views(&batch, epoch as u64)?; // 2 × [n, 3, s, s]
+            let xs = p.views.views(&batch, epoch as u64)?; // 2 × [n, 3, s, s]
             let (mut x1, mut x2) = (xs[0].shallow_clone(), xs[1].shallow_clone());
-            if channels_last {
+            if p.channels_last {
                 x1 = to_channels_last(&x1)?;
                 x2 = to_channels_last(&x2)?;
             }
             // The forward pass and the losses under autocast (CUDA, bf16); backward outside.
             let (loss, probe) = {
-                let _autocast = autocast.map(|d| Autocast::enter(device, d)).transpose()?;
+                let _autocast = p.autocast.map(|d| Autocast::enter(device, d)).transpose()?;
                 let _sync_bn = dist.and_then(|d| d.sync_bn_scope());
-                let r1 = models.run.encoder.forward_t(&x1, true)?; // [n, D]
-                let r2 = models.run.encoder.forward_t(&x2, true)?; // [n, D]
-                let z1 = models.run.head.embed(&r1, true)?; // [n, d]
-                let z2 = models.run.head.embed(&r2, true)?; // [n, d]
-                                                            // Several processes: the loss of the global batch, from every rank's rows.
+                let r1 = p.models.run.encoder.forward_t(&x1, true)?; // [n, D]
+                let r2 = p.models.run.encoder.forward_t(&x2, true)?; // [n, D]
+                let z1 = p.models.run.head.embed(&r1, true)?; // [n, d]
+                let z2 = p.models.run.head.embed(&r2, true)?; // [n, d]
+                                                              // Several processes: the loss of the global batch, from every rank's rows.
                 let (z1, z2) = match dist {
                     Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
                     None => (z1, z2),
                 };
                 let loss = config.loss().loss(&z1, &z2)?; // []
-                let probe = match &models.run.probe {
-                    Some(p) => Some(p.loss_and_accuracy(&r1, &views.upload(&batch.labels)?)?),
+                let probe = match &p.models.run.probe {
+                    Some(probe) => {
+                        Some(probe.loss_and_accuracy(&r1, &p.views.upload(&batch.labels)?)?)
+                    }
                     None => None,
                 };
                 (loss, probe)
@@ -503,56 +297,58 @@ pub fn train_distributed(
                 Some((pl, _)) => loss.f_add(pl)?,
                 None => loss.shallow_clone(),
             };
-            models.optimizer.zero_grad();
+            p.models.optimizer.zero_grad();
             // Several processes: gradients averaged over the ranks, overlapping the backward
             // pass or after it (`[dist] overlap`).
-            match &gradient_sync {
+            match &p.gradient_sync {
                 Some(sync) => sync.backward(&total)?,
                 None => total.f_backward()?,
             }
-            models.optimizer.step(lr)?;
+            p.models.optimizer.step(lr)?;
             step += 1;
-            guard.observe(&loss, probe.as_ref().map(|(l, _)| l), step)?;
+            p.guard
+                .observe(&loss, probe.as_ref().map(|(l, _)| l), step)?;
             // Read at log points, before the epoch's checkpoint, and after every CPU step.
             let last_of_epoch = batches.peek().is_none();
-            if guard.due(step, c.log.every_steps) || last_of_epoch {
-                if let Some(trip) = guard.check()? {
+            if p.guard.due(step, c.log.every_steps) || last_of_epoch {
+                if let Some(trip) = p.guard.check()? {
                     let good = LastGood {
-                        run: run.as_ref(),
+                        run: p.run.as_ref(),
                         out: &opts.out,
                         checkpoint: last_checkpoint,
-                        initial: initial.as_ref(),
+                        initial: p.initial.as_ref(),
                     };
-                    let restore = |ckpt: &Checkpoint, file: &Path| models.restore(ckpt, file);
+                    let restore = |ckpt: &Checkpoint, file: &Path| p.models.restore(ckpt, file);
                     let mut report = |line: GuardLine| {
-                        if let Some(run) = &run {
+                        if let Some(run) = &p.run {
                             run.append_metrics(&line)?;
                         }
                         on_event(&Event::Guard(line));
                         Ok(())
                     };
-                    (epoch, step) = guard.recover(&trip, epoch, good, restore, &mut report)?;
+                    (epoch, step) = p.guard.recover(&trip, epoch, good, restore, &mut report)?;
                     continue 'epochs;
                 }
             }
-            window.add(&loss, probe.as_ref(), n * world)?;
-            epoch_window.add(&loss, probe.as_ref(), n * world)?;
+            window.add(&loss, probe.as_ref(), n * p.world)?;
+            epoch_window.add(&loss, probe.as_ref(), n * p.world)?;
             on_event(&Event::Step {
                 epoch,
                 step,
-                total_steps,
+                total_steps: p.total_steps,
                 lr,
             });
             if step % c.log.every_steps == 0 {
                 let at = (epoch, step, lr, last_checkpoint);
-                let to = (run.as_ref(), opts.out.as_path(), dist);
+                let to = (p.run.as_ref(), opts.out.as_path(), dist);
                 log_window(to, on_event, &window, MetricsKind::Step, at, None)?;
                 window = Window::new(device, c.probe)?;
             }
         }
-        let rank = match monitor.as_mut() {
+        let rank = match p.monitor.as_mut() {
             Some(m) if m.due(epoch + 1, c.epochs) => {
-                let (snapshot, jumps) = m.measure(&models.run.encoder, &models.run.head, device)?;
+                let (snapshot, jumps) =
+                    m.measure(&p.models.run.encoder, &p.models.run.head, device)?;
                 for j in jumps {
                     on_event(&Event::Collapse(j));
                 }
@@ -562,7 +358,7 @@ pub fn train_distributed(
         };
         let at = (epoch, step, lr, last_checkpoint);
         last_epoch = Some(log_window(
-            (run.as_ref(), opts.out.as_path(), dist),
+            (p.run.as_ref(), opts.out.as_path(), dist),
             on_event,
             &epoch_window,
             MetricsKind::Epoch,
@@ -571,17 +367,17 @@ pub fn train_distributed(
         )?);
         epoch += 1;
         if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {
-            models.check_finite(&params, epoch)?;
-            if let Some(run) = &run {
+            p.models.check_finite(epoch)?;
+            if let Some(run) = &p.run {
                 run.write_checkpoint(
                     Progress {
                         epoch,
                         step,
                         seed: c.seed,
                     },
-                    &guard.state()?,
-                    &models.checkpoint_tensors(),
-                    models.run.encoder.named_tensors(),
+                    &p.guard.state()?,
+                    &p.models.checkpoint_tensors(),
+                    p.models.run.encoder.named_tensors(),
                 )?;
                 on_event(&Event::Checkpoint { epoch });
             }
@@ -589,7 +385,8 @@ pub fn train_distributed(
         }
     }
     Ok(Summary {
-        out: run
+        out: p
+            .run
             .as_ref()
             .map_or_else(|| opts.out.clone(), |r| r.root().to_path_buf()),
         started_at_epoch,
