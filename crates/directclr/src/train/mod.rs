@@ -3,6 +3,7 @@
 //! training loop shared by every method of Table 1 ([`train`]).
 
 pub(crate) mod augment;
+mod epoch;
 mod guard;
 mod models;
 mod monitor;
@@ -11,6 +12,7 @@ mod replicas;
 mod run_dir;
 mod speed;
 mod trainer;
+mod window;
 
 /// The dataset a run reads (declared in [`crate::data`]).
 pub use crate::data::DataSource;

@@ -12,18 +12,19 @@
 //! bit, with the same number of threads).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
+use super::epoch::save_epoch;
 use super::guard::{GuardLine, LastGood};
-use super::monitor::{CollapseJump, RankSnapshot};
+use super::monitor::CollapseJump;
 use super::prepare::prepare;
-use super::run_dir::{MetricsKind, MetricsLine, RunDir};
+use super::run_dir::{MetricsKind, MetricsLine};
+use super::window::{log_window, Window};
 use crate::dist::Distributed;
 use crate::precision::{to_channels_last, Autocast};
-use crate::run::{CheckedConfig, Checkpoint, Progress};
-use crate::{Error, Result};
+use crate::run::{CheckedConfig, Checkpoint};
+use crate::Result;
 
 /// How to run (not part of the configuration: they do not change the weights).
 #[derive(Debug, Clone)]
@@ -92,133 +93,6 @@ pub struct Summary {
     pub steps: usize,
     /// The last epoch's metrics, if an epoch ran in this call.
     pub last_epoch: Option<MetricsLine>,
-}
-
-/// Sums over steps kept on the device, read back only when a line is logged.
-pub(super) struct Window {
-    pub(super) loss: Tensor,
-    pub(super) probe_loss: Tensor,
-    pub(super) probe_acc: Tensor,
-    pub(super) steps: usize,
-    pub(super) samples: usize,
-    pub(super) since: Instant,
-    pub(super) probe: bool,
-}
-
-impl Window {
-    fn new(device: Device, probe: bool) -> Result<Self> {
-        let z = || Tensor::f_zeros([], (Kind::Double, device));
-        Ok(Window {
-            loss: z()?,
-            probe_loss: z()?,
-            probe_acc: z()?,
-            steps: 0,
-            samples: 0,
-            since: Instant::now(),
-            probe,
-        })
-    }
-
-    fn add(
-        &mut self,
-        loss: &Tensor,
-        probe: Option<&(Tensor, Tensor)>,
-        samples: usize,
-    ) -> Result<()> {
-        let _g = tch::no_grad_guard();
-        let _ = self
-            .loss
-            .f_add_(&loss.f_detach()?.f_to_kind(Kind::Double)?)?;
-        if let Some((l, a)) = probe {
-            let _ = self
-                .probe_loss
-                .f_add_(&l.f_detach()?.f_to_kind(Kind::Double)?)?;
-            let _ = self.probe_acc.f_add_(&a.f_to_kind(Kind::Double)?)?;
-        }
-        self.steps += 1;
-        self.samples += samples;
-        Ok(())
-    }
-
-    /// Reads the means back (synchronising the device) and checks that the loss is finite.
-    fn line(
-        &self,
-        kind: MetricsKind,
-        epoch: usize,
-        step: usize,
-        lr: f64,
-        last_checkpoint: Option<usize>,
-        out: &Path,
-    ) -> Result<MetricsLine> {
-        let n = self.steps.max(1) as f64;
-        let loss = self.loss.f_double_value(&[])? / n;
-        let probe_loss = self.probe_loss.f_double_value(&[])? / n;
-        if !loss.is_finite() || !probe_loss.is_finite() {
-            let kept = match last_checkpoint {
-                Some(e) => format!(
-                    "the last good checkpoint (after epoch {e}) is kept in `{}`",
-                    out.display()
-                ),
-                None => "no checkpoint had been written yet".to_string(),
-            };
-            return Err(Error::Numerical {
-                context: format!("training epoch {epoch}, up to step {step}"),
-                reason: format!(
-                    "the loss became non-finite (InfoNCE mean {loss}, probe mean {probe_loss}); \
-                     the run stops, {kept}; lower the learning rate or check the data"
-                ),
-            });
-        }
-        let secs = self.since.elapsed().as_secs_f64();
-        Ok(MetricsLine {
-            kind,
-            epoch,
-            step,
-            loss,
-            probe_loss: self.probe.then_some(probe_loss),
-            probe_acc: if self.probe {
-                Some(self.probe_acc.f_double_value(&[])? / n)
-            } else {
-                None
-            },
-            lr,
-            images_per_s: if secs > 0.0 {
-                self.samples as f64 / secs
-            } else {
-                0.0
-            },
-            rank: None,
-        })
-    }
-}
-
-/// Summarises `window` as a metrics line of `kind` at (epoch, step, lr, last checkpoint),
-/// appends it to the run's log and reports it.
-fn log_window(
-    (run, out, dist): (Option<&RunDir>, &Path, Option<&Distributed>),
-    on_event: &mut dyn FnMut(&Event),
-    window: &Window,
-    kind: MetricsKind,
-    (epoch, step, lr, last_checkpoint): (usize, usize, f64, Option<usize>),
-    rank: Option<RankSnapshot>,
-) -> Result<MetricsLine> {
-    let mut line = match dist {
-        Some(d) => super::replicas::window_over_ranks(d, window)?.line(
-            kind,
-            epoch,
-            step,
-            lr,
-            last_checkpoint,
-            out,
-        )?,
-        None => window.line(kind, epoch, step, lr, last_checkpoint, out)?,
-    };
-    line.rank = rank;
-    if let Some(run) = run {
-        run.append_metrics(&line)?;
-    }
-    on_event(&Event::Metrics(line.clone()));
-    Ok(line)
 }
 
 /// Trains (or resumes) the run of `config` in `opts.out`, calling `on_event` as it goes.
@@ -345,44 +219,19 @@ pub fn train_distributed(
                 window = Window::new(device, c.probe)?;
             }
         }
-        let rank = match p.monitor.as_mut() {
-            Some(m) if m.due(epoch + 1, c.epochs) => {
-                let (snapshot, jumps) =
-                    m.measure(&p.models.run.encoder, &p.models.run.head, device)?;
-                for j in jumps {
-                    on_event(&Event::Collapse(j));
-                }
-                Some(snapshot)
-            }
-            _ => None,
-        };
-        let at = (epoch, step, lr, last_checkpoint);
-        last_epoch = Some(log_window(
-            (p.run.as_ref(), opts.out.as_path(), dist),
+        let at = (epoch, step, lr);
+        let to = (opts.out.as_path(), dist);
+        let line = save_epoch(
+            &mut p,
+            c,
+            to,
             on_event,
             &epoch_window,
-            MetricsKind::Epoch,
             at,
-            rank,
-        )?);
+            &mut last_checkpoint,
+        )?;
+        last_epoch = Some(line);
         epoch += 1;
-        if epoch % c.checkpoint.every_epochs == 0 || epoch == c.epochs {
-            p.models.check_finite(epoch)?;
-            if let Some(run) = &p.run {
-                run.write_checkpoint(
-                    Progress {
-                        epoch,
-                        step,
-                        seed: c.seed,
-                    },
-                    &p.guard.state()?,
-                    &p.models.checkpoint_tensors(),
-                    p.models.run.encoder.named_tensors(),
-                )?;
-                on_event(&Event::Checkpoint { epoch });
-            }
-            last_checkpoint = Some(epoch);
-        }
     }
     Ok(Summary {
         out: p
