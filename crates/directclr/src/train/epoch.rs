@@ -18,7 +18,7 @@ use crate::Result;
 /// after the last one checks that the parameters are finite and (rank 0) writes the checkpoint
 /// after `epoch + 1` epochs, which becomes `last_checkpoint`. Returns the epoch's line.
 pub(super) fn save_epoch(
-    p: &mut Prepared,
+    p: &mut Prepared<'_>,
     c: &TrainConfig,
     (out, dist): (&Path, Option<&Distributed>),
     on_event: &mut dyn FnMut(&Event),

@@ -11,6 +11,7 @@ mod prepare;
 mod replicas;
 mod run_dir;
 mod speed;
+mod step;
 mod trainer;
 mod window;
 

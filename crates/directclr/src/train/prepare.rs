@@ -9,24 +9,23 @@ use super::models::Models;
 use super::monitor::CollapseMonitor;
 use super::run_dir::{Opened, RunDir};
 use super::speed::ViewMaker;
-use super::trainer::RunOptions;
+use super::step::StepRecipe;
+use super::trainer::{Event, RunOptions};
 use crate::data::{BadImagePolicy, Loader, LoaderConfig, OutputKind, Shard};
-use crate::dist::{Distributed, GradientSync};
+use crate::dist::Distributed;
 use crate::optim::WarmupCosine;
 use crate::precision::LowPrecision;
 use crate::run::{AutocastDtype, CheckedConfig, Checkpoint, Progress, CHECKPOINT_FILE};
 use crate::{Error, Result};
 
 /// A run ready for its first step.
-pub(super) struct Prepared {
+pub(super) struct Prepared<'a> {
     /// The device of the models and of the views.
     pub(super) device: Device,
     /// Rank 0's run folder (`None` on the other ranks of a data-parallel run).
     pub(super) run: Option<RunDir>,
     /// Samples in the dataset (after `data.limit`).
     pub(super) samples: usize,
-    /// The two views of each batch, on the device.
-    pub(super) views: ViewMaker,
     /// This rank's batches of each epoch (`batch_size / world` rows each).
     pub(super) loader: Loader,
     /// Optimiser steps per epoch.
@@ -39,12 +38,8 @@ pub(super) struct Prepared {
     pub(super) schedule: WarmupCosine,
     /// Models and optimiser, restored from the checkpoint of a resumed run.
     pub(super) models: Models,
-    /// Inputs and convolution weights channels-last (CUDA, `precision.channels_last`).
-    pub(super) channels_last: bool,
-    /// The forward pass under autocast (CUDA, `precision.autocast = "bf16"`).
-    pub(super) autocast: Option<LowPrecision>,
-    /// Gradient averaging over the ranks (several processes).
-    pub(super) gradient_sync: Option<GradientSync>,
+    /// How each step runs: views, loss, precision, data-parallel group.
+    pub(super) recipe: StepRecipe<'a>,
     /// Processes of the run (1 without `dist`).
     pub(super) world: usize,
     /// The (epoch, step) the run starts from: rank 0's, 0 for a new run.
@@ -55,15 +50,30 @@ pub(super) struct Prepared {
     pub(super) initial: Option<Checkpoint>,
 }
 
+impl Prepared<'_> {
+    /// The event that starts (or resumes) the run.
+    pub(super) fn start_event(&self) -> Event {
+        let (epoch, step) = self.start;
+        Event::Start {
+            epoch,
+            step,
+            total_steps: self.total_steps,
+            steps_per_epoch: self.steps_per_epoch,
+            samples: self.samples,
+            device: self.device,
+        }
+    }
+}
+
 /// Sets up the run of `config` in `opts.out` as one rank of `dist` (`None`: one process):
 /// opens (or resumes) the run folder on rank 0, builds the loader, the schedule, the models and
 /// their optimiser (restored from the checkpoint when resuming), makes every rank start from
 /// rank 0's progress and tensors, and checks what several processes cannot do.
-pub(super) fn prepare(
-    config: &CheckedConfig,
+pub(super) fn prepare<'a>(
+    config: &'a CheckedConfig,
     opts: &RunOptions,
-    dist: Option<&Distributed>,
-) -> Result<Prepared> {
+    dist: Option<&'a Distributed>,
+) -> Result<Prepared<'a>> {
     let c = config.config();
     let device = match dist {
         Some(d) => d.device(c.device)?,
@@ -177,16 +187,21 @@ pub(super) fn prepare(
         device,
         run,
         samples,
-        views,
         loader,
         steps_per_epoch,
         total_steps,
         monitor,
         schedule,
         models,
-        channels_last,
-        autocast,
-        gradient_sync,
+        recipe: StepRecipe {
+            views,
+            loss: config.loss(),
+            device,
+            channels_last,
+            autocast,
+            dist,
+            gradient_sync,
+        },
         world,
         start: (epoch, step),
         guard,

@@ -5,6 +5,12 @@
 //! → InfoNCE(z1, z2) + the online probe's cross-entropy on detached r1 → backward → one step
 //! of the optimiser with the scheduled learning rate.
 //!
+//! The loop reads in four parts: [`prepare`](super::prepare::prepare) (setup, resume, every
+//! rank from rank 0's state), the step of that recipe
+//! ([`StepRecipe::step`](super::step::StepRecipe::step)), the numerical guard's rollback or
+//! stop ([`Guard::recover`](super::guard::Guard::recover)) and the end of each epoch
+//! ([`save_epoch`](super::epoch::save_epoch): monitor, metrics line, checkpoint).
+//!
 //! Repeatability: `tch::manual_seed(seed)` precedes the construction of the models (their only
 //! use of libtorch's generator); data order and augmentations are functions of (seed, epoch,
 //! sample index) in the loader. A checkpoint therefore needs only the tensors and (epoch, step,
@@ -16,13 +22,13 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use super::epoch::save_epoch;
-use super::guard::{GuardLine, LastGood};
+use super::guard::{GuardLine, LastGood, Trip};
 use super::monitor::CollapseJump;
-use super::prepare::prepare;
+use super::prepare::{prepare, Prepared};
 use super::run_dir::{MetricsKind, MetricsLine};
+use super::step::StepLosses;
 use super::window::{log_window, Window};
 use crate::dist::Distributed;
-use crate::precision::{to_channels_last, Autocast};
 use crate::run::{CheckedConfig, Checkpoint};
 use crate::Result;
 
@@ -95,6 +101,34 @@ pub struct Summary {
     pub last_epoch: Option<MetricsLine>,
 }
 
+/// Hands `trip`, found in epoch `epoch` after the checkpoint of `last_checkpoint` epochs (if
+/// any), to [`Guard::recover`](super::guard::Guard::recover): returns the (epoch, step) to
+/// continue from after a rollback, or the error that stops the run. Guard lines go to rank 0's
+/// log and to `on_event`.
+fn recover(
+    p: &mut Prepared<'_>,
+    trip: &Trip,
+    (epoch, last_checkpoint): (usize, Option<usize>),
+    out: &Path,
+    on_event: &mut dyn FnMut(&Event),
+) -> Result<(usize, usize)> {
+    let good = LastGood {
+        run: p.run.as_ref(),
+        out,
+        checkpoint: last_checkpoint,
+        initial: p.initial.as_ref(),
+    };
+    let restore = |ckpt: &Checkpoint, file: &Path| p.models.restore(ckpt, file);
+    let mut report = |line: GuardLine| {
+        if let Some(run) = &p.run {
+            run.append_metrics(&line)?;
+        }
+        on_event(&Event::Guard(line));
+        Ok(())
+    };
+    p.guard.recover(trip, epoch, good, restore, &mut report)
+}
+
 /// Trains (or resumes) the run of `config` in `opts.out`, calling `on_event` as it goes.
 pub fn train(
     config: &CheckedConfig,
@@ -120,14 +154,7 @@ pub fn train_distributed(
     let started_at_epoch = epoch;
     let mut last_checkpoint = (epoch > 0).then_some(epoch);
     let device = p.device;
-    on_event(&Event::Start {
-        epoch,
-        step,
-        total_steps: p.total_steps,
-        steps_per_epoch: p.steps_per_epoch,
-        samples: p.samples,
-        device,
-    });
+    on_event(&p.start_event());
 
     let mut last_epoch = None;
     let mut lr = p.schedule.lr(step) * p.guard.lr_scale();
@@ -139,46 +166,7 @@ pub fn train_distributed(
             let batch = batch?;
             lr = p.schedule.lr(step) * p.guard.lr_scale();
             let n = batch.labels.size()[0] as usize;
-            let xs = p.views.views(&batch, epoch as u64)?; // 2 × [n, 3, s, s]
-            let (mut x1, mut x2) = (xs[0].shallow_clone(), xs[1].shallow_clone());
-            if p.channels_last {
-                x1 = to_channels_last(&x1)?;
-                x2 = to_channels_last(&x2)?;
-            }
-            // The forward pass and the losses under autocast (CUDA, bf16); backward outside.
-            let (loss, probe) = {
-                let _autocast = p.autocast.map(|d| Autocast::enter(device, d)).transpose()?;
-                let _sync_bn = dist.and_then(|d| d.sync_bn_scope());
-                let r1 = p.models.run.encoder.forward_t(&x1, true)?; // [n, D]
-                let r2 = p.models.run.encoder.forward_t(&x2, true)?; // [n, D]
-                let z1 = p.models.run.head.embed(&r1, true)?; // [n, d]
-                let z2 = p.models.run.head.embed(&r2, true)?; // [n, d]
-                                                              // Several processes: the loss of the global batch, from every rank's rows.
-                let (z1, z2) = match dist {
-                    Some(d) => (d.gather(&z1)?, d.gather(&z2)?), // [world · n, d]
-                    None => (z1, z2),
-                };
-                let loss = config.loss().loss(&z1, &z2)?; // []
-                let probe = match &p.models.run.probe {
-                    Some(probe) => {
-                        Some(probe.loss_and_accuracy(&r1, &p.views.upload(&batch.labels)?)?)
-                    }
-                    None => None,
-                };
-                (loss, probe)
-            };
-            let total = match &probe {
-                Some((pl, _)) => loss.f_add(pl)?,
-                None => loss.shallow_clone(),
-            };
-            p.models.optimizer.zero_grad();
-            // Several processes: gradients averaged over the ranks, overlapping the backward
-            // pass or after it (`[dist] overlap`).
-            match &p.gradient_sync {
-                Some(sync) => sync.backward(&total)?,
-                None => total.f_backward()?,
-            }
-            p.models.optimizer.step(lr)?;
+            let StepLosses { loss, probe } = p.recipe.step(&mut p.models, &batch, epoch, lr)?;
             step += 1;
             p.guard
                 .observe(&loss, probe.as_ref().map(|(l, _)| l), step)?;
@@ -186,21 +174,8 @@ pub fn train_distributed(
             let last_of_epoch = batches.peek().is_none();
             if p.guard.due(step, c.log.every_steps) || last_of_epoch {
                 if let Some(trip) = p.guard.check()? {
-                    let good = LastGood {
-                        run: p.run.as_ref(),
-                        out: &opts.out,
-                        checkpoint: last_checkpoint,
-                        initial: p.initial.as_ref(),
-                    };
-                    let restore = |ckpt: &Checkpoint, file: &Path| p.models.restore(ckpt, file);
-                    let mut report = |line: GuardLine| {
-                        if let Some(run) = &p.run {
-                            run.append_metrics(&line)?;
-                        }
-                        on_event(&Event::Guard(line));
-                        Ok(())
-                    };
-                    (epoch, step) = p.guard.recover(&trip, epoch, good, restore, &mut report)?;
+                    let at = (epoch, last_checkpoint);
+                    (epoch, step) = recover(&mut p, &trip, at, &opts.out, on_event)?;
                     continue 'epochs;
                 }
             }
