@@ -16,10 +16,15 @@
 //! log a [`GuardLine`] in `metrics.jsonl` and go on (at most `max_rollbacks` times). The
 //! learning-rate scale, the rollback count and the moving average are saved in every checkpoint
 //! ([`GuardState`]), so a resumed run takes the same decisions as an uninterrupted one.
+//! [`Guard::recover`] carries out that decision in the training loop.
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
+use super::run_dir::RunDir;
+use crate::run::{read_checkpoint, Checkpoint, CHECKPOINT_FILE};
 use crate::{Error, Result};
 
 /// Decay of the moving average of the loss that a spike is measured against (a memory of
@@ -198,6 +203,18 @@ pub struct GuardLine {
     pub lr_scale: f64,
     /// Rollbacks so far, this one included.
     pub rollbacks: usize,
+}
+
+/// The last good state of a run, which a rollback returns to.
+pub(crate) struct LastGood<'a> {
+    /// The run folder (`None` on the ranks after rank 0 of a data-parallel run, which stop).
+    pub run: Option<&'a RunDir>,
+    /// The run folder as the caller named it (for messages).
+    pub out: &'a Path,
+    /// Epochs completed when the last checkpoint was written, if one was.
+    pub checkpoint: Option<usize>,
+    /// The state at step 0, kept with `on_failure = "rollback"` until the first checkpoint.
+    pub initial: Option<&'a Checkpoint>,
 }
 
 /// The guard of one run (see the module's documentation).
@@ -394,5 +411,65 @@ impl Guard {
             context: format!("training epoch {epoch}, step {}", trip.step),
             reason: format!("{}; {why}, {kept}; {advice}", trip.describe()),
         }
+    }
+
+    /// Carries out [`Guard::decide`] for `trip`, found in epoch `epoch`. `report` receives each
+    /// guard line (to append to the metrics log and show).
+    ///
+    /// A rollback reads the last good state of `good` (the run folder's checkpoint, or the
+    /// initial state before the first one), hands it to `restore` (weights, batch-norm buffers,
+    /// momentum), rewinds the guard, drops the metrics lines of the undone steps and logs the
+    /// rollback; it returns the (epoch, step) the run continues from. The run stops instead,
+    /// with the error of [`Guard::stop_error`] and a stop line, when rollbacks are off or used
+    /// up, when there is no state to return to, or when the failed step is the first after the
+    /// last good state: its loss is then fixed by the saved weights, whatever the learning rate.
+    pub(crate) fn recover(
+        &mut self,
+        trip: &Trip,
+        epoch: usize,
+        good: LastGood<'_>,
+        restore: impl FnOnce(&Checkpoint, &Path) -> Result<()>,
+        report: &mut dyn FnMut(GuardLine) -> Result<()>,
+    ) -> Result<(usize, usize)> {
+        let kept = match good.checkpoint {
+            Some(e) => format!(
+                "the last good checkpoint (after epoch {e}) is kept in `{}`",
+                good.out.display()
+            ),
+            None => "no checkpoint had been written yet".to_string(),
+        };
+        // Several processes always stop (checked at start); one process has its run folder.
+        let run = match (good.run, self.decide()) {
+            (Some(run), Action::Rollback) => run,
+            _ => {
+                report(self.line(trip, Action::Stop, epoch, trip.step))?;
+                return Err(self.stop_error(trip, epoch, &kept));
+            }
+        };
+        let file = run.path(CHECKPOINT_FILE);
+        let ckpt = match (good.checkpoint, good.initial) {
+            (Some(_), _) => read_checkpoint(&file)?,
+            (None, Some(init)) => init.shallow_clone(),
+            (None, None) => return Err(self.stop_error(trip, epoch, &kept)),
+        };
+        if trip.step == ckpt.progress.step + 1 {
+            // The saved weights alone fix the next step's loss: no learning rate can change it.
+            report(self.line(trip, Action::Stop, epoch, trip.step))?;
+            return Err(self.stop_error(
+                trip,
+                epoch,
+                &format!(
+                    "as the failed step is the first after the last good state (step {}), \
+                     whose weights alone determine its loss, a rollback cannot avoid it; {kept}",
+                    ckpt.progress.step
+                ),
+            ));
+        }
+        restore(&ckpt, &file)?;
+        self.rewind(&ckpt.guard)?;
+        let (epoch, step) = (ckpt.progress.epoch, ckpt.progress.step);
+        run.truncate_metrics(step)?;
+        report(self.line(trip, Action::Rollback, epoch, step))?;
+        Ok((epoch, step))
     }
 }

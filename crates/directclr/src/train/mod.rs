@@ -3,12 +3,17 @@
 //! training loop shared by every method of Table 1 ([`train`]).
 
 pub(crate) mod augment;
+mod epoch;
 mod guard;
+mod models;
 mod monitor;
+mod prepare;
 mod replicas;
 mod run_dir;
 mod speed;
+mod step;
 mod trainer;
+mod window;
 
 /// The dataset a run reads (declared in [`crate::data`]).
 pub use crate::data::DataSource;

@@ -9,7 +9,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::trainer::Window;
+use super::window::Window;
 use crate::dist::{broadcast_tensors, Distributed};
 use crate::Result;
 
