@@ -21,7 +21,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#ifdef DIRECTCLR_WITH_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/reducer.hpp>
 
@@ -31,6 +33,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -174,6 +177,12 @@ int directclr_dist_gloo_new(DirectclrStore* store, int rank, int size, int64_t t
                             const char* interface, DirectclrGroup** out, char* err,
                             size_t err_len) noexcept {
   return guarded(err, err_len, [&] {
+#ifndef DIRECTCLR_WITH_GLOO
+    (void)store, (void)rank, (void)size, (void)timeout_ms, (void)interface, (void)out;
+    throw std::runtime_error(
+        "this build of directclr has no Gloo process group (the cargo feature `dist` is off): "
+        "rebuild with default features for multi-process CPU training");
+#else
     auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
     if (interface != nullptr && interface[0] != '\0') {
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
@@ -185,6 +194,7 @@ int directclr_dist_gloo_new(DirectclrStore* store, int rank, int size, int64_t t
     auto prefixed = c10::make_intrusive<c10d::PrefixStore>("directclr/gloo/0", store->store);
     auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(prefixed, rank, size, opts);
     *out = make_group(store->store, pg, c10d::ProcessGroup::BackendType::GLOO, rank, size);
+#endif
   });
 }
 

@@ -137,6 +137,15 @@ impl ProcessGroup {
         // NCCL: everything that can fail on this machine alone (the library, libtorch_cuda.so,
         // a CUDA device) is checked before waiting for the other ranks.
         let nccl = match backend {
+            Backend::Gloo if !cfg!(feature = "dist") => {
+                return Err(Error::Distributed {
+                    context: format!("{who}, Gloo backend"),
+                    reason: "this build of directclr has no Gloo process group (the cargo \
+                             feature `dist` is off): rebuild with default features for \
+                             multi-process CPU training"
+                        .into(),
+                });
+            }
             Backend::Gloo => None,
             Backend::Nccl => Some(super::nccl::device_of(env.local_rank).map_err(|reason| {
                 Error::Distributed {
