@@ -154,8 +154,9 @@ fn a_tiny_reproduction_writes_the_report_and_reuses_its_runs() {
     .unwrap();
     assert_eq!(reused, [false, true]);
     // A changed protocol is measured again (from the same checkpoints).
-    let mut changed = config.clone();
+    let mut changed = config.clone().into_inner();
     changed.knn.k = 3;
+    let changed = changed.check().unwrap();
     let mut reused = Vec::new();
     reproduce(&changed, &opts, &mut |e| {
         if let ReproduceEvent::Evaluated { reused: r, .. } = e {

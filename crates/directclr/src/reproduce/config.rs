@@ -94,9 +94,30 @@ pub struct ReproduceConfig {
     pub eval: EvalData,
 }
 
+/// A [`ReproduceConfig`] that passed [`ReproduceConfig::check`] (read with
+/// [`ReproduceConfig::from_file`]): what [`reproduce`](super::reproduce) runs, without checking
+/// it again. Read its fields through `Deref`; change them on [`CheckedReproduce::into_inner`]
+/// and check again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedReproduce(ReproduceConfig);
+
+impl CheckedReproduce {
+    /// The configuration, to change and check again.
+    pub fn into_inner(self) -> ReproduceConfig {
+        self.0
+    }
+}
+
+impl std::ops::Deref for CheckedReproduce {
+    type Target = ReproduceConfig;
+    fn deref(&self) -> &ReproduceConfig {
+        &self.0
+    }
+}
+
 impl ReproduceConfig {
-    /// Reads and validates `file`; the preset path is resolved against its folder.
-    pub fn from_file(file: &Path) -> Result<Self> {
+    /// Reads and checks `file`; the preset path is resolved against its folder.
+    pub fn from_file(file: &Path) -> Result<CheckedReproduce> {
         let text = std::fs::read_to_string(file).map_err(|e| Error::io("cannot read", file, e))?;
         let mut c: ReproduceConfig = toml::from_str(&text).map_err(|e| Error::InvalidConfig {
             field: format!("{}", file.display()),
@@ -105,12 +126,17 @@ impl ReproduceConfig {
         if c.pretrain.is_relative() {
             c.pretrain = file.parent().unwrap_or(Path::new(".")).join(&c.pretrain);
         }
-        c.validate()?;
-        Ok(c)
+        c.check()
     }
 
-    /// Checks the runs and the evaluation settings.
-    pub fn validate(&self) -> Result<()> {
+    /// Checks the runs and the evaluation settings: the one gate to [`CheckedReproduce`],
+    /// the form [`reproduce`](super::reproduce) takes.
+    pub fn check(self) -> Result<CheckedReproduce> {
+        self.validate()?;
+        Ok(CheckedReproduce(self))
+    }
+
+    fn validate(&self) -> Result<()> {
         if self.runs.is_empty() {
             return Err(Error::config("runs", "at least one run is needed"));
         }

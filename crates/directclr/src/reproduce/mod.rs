@@ -10,7 +10,7 @@ mod paper;
 mod report;
 mod runner;
 
-pub use config::{EvalData, ReproduceConfig, RunJob, RunSpec, SpectrumSettings};
+pub use config::{CheckedReproduce, EvalData, ReproduceConfig, RunJob, RunSpec, SpectrumSettings};
 pub use paper::{paper_top1, PAPER_DIRECTCLR_SUBVECTOR_TOP1};
 pub use report::{markdown, write_report, FIG2_FILE, FIG9_FILE, REPORT_FILE};
 pub use runner::{

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{ReproduceConfig, RunJob};
+use super::config::{CheckedReproduce, ReproduceConfig, RunJob};
 use super::report::write_report;
 use crate::analysis::RowNormalisation;
 use crate::eval::{
@@ -129,11 +129,10 @@ struct CachedEval {
 /// Runs `config` into `opts.out`: pretrain, evaluate, report. Reruns continue where they
 /// stopped: a finished run is not trained again, an unchanged evaluation is read back.
 pub fn reproduce(
-    config: &ReproduceConfig,
+    config: &CheckedReproduce,
     opts: &ReproduceOptions,
     on_event: &mut dyn FnMut(ReproduceEvent<'_>),
 ) -> Result<ReproduceSummary> {
-    config.validate()?;
     let started = Instant::now();
     std::fs::create_dir_all(opts.out.join("runs"))
         .map_err(|e| Error::io("cannot create", opts.out.join("runs"), e))?;
