@@ -12,6 +12,19 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if !matches!(
+        cli.command,
+        cli::Command::Train(_) | cli::Command::Reproduce(_)
+    ) {
+        // A reader that closes the pipe (`directclr spectrum … | head`) ends the process
+        // quietly, as for other Unix tools, instead of a panic in `println!`. Training keeps
+        // Rust's ignored SIGPIPE: a peer rank's closed socket must come back as an error that
+        // the run reports and survives, not as a signal that kills it.
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -156,3 +156,34 @@ fn torch_save_files_are_read_and_code_is_refused() {
         "{stderr}"
     );
 }
+
+/// A reader that closes the pipe early (`directclr spectrum … | head -1`) ends the command
+/// quietly: no panic message, no exit status 101. The read end is closed before the child
+/// prints, so its first write meets a closed pipe (if it wrote everything first, it exits 0,
+/// which passes too).
+#[test]
+fn a_closed_pipe_ends_the_command_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    for _ in 0..3 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_directclr"))
+            .args(["spectrum", "--embeddings"])
+            .arg(fixture("f32_c.npy"))
+            .arg("--out")
+            .arg(tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{:?}: {stderr}",
+            out.status
+        );
+    }
+}
