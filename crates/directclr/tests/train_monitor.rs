@@ -129,7 +129,7 @@ fn a_collapsing_embedding_raises_a_warning() {
     tch::set_num_threads(1);
     let checked = config("").check().unwrap();
     let c = checked.config();
-    let mut monitor = CollapseMonitor::new(&checked, &c.monitor).unwrap().unwrap();
+    let mut monitor = CollapseMonitor::new(&checked).unwrap().unwrap();
     // Seeded as a run is: the count of dead channels at initialisation is then fixed.
     tch::manual_seed(c.seed as i64);
     let vs = nn::VarStore::new(Device::Cpu);

@@ -121,13 +121,14 @@ pub struct CollapseMonitor {
 }
 
 impl CollapseMonitor {
-    /// Reads the held-out images of the run (`None` when monitoring is off).
-    pub fn new(run: &CheckedConfig, monitor: &MonitorConfig) -> Result<Option<Self>> {
-        monitor.validate()?;
+    /// Reads the held-out images of the run (`None` when its `[monitor]` is off); the
+    /// settings were checked with the run's configuration.
+    pub fn new(run: &CheckedConfig) -> Result<Option<Self>> {
+        let c = run.config();
+        let monitor = &c.monitor;
         if monitor.every_epochs == 0 {
             return Ok(None);
         }
-        let c = run.config();
         let held_out = Some(monitor.samples);
         let ds = match read_labelled_first(&c.data.source, EvalSplit::Test, None, held_out) {
             Ok(ds) => ds,

@@ -112,7 +112,7 @@ pub(super) fn prepare<'a>(
     let steps_per_epoch = loader.batches_per_epoch();
     // Rank 0 alone measures (every rank holds the same weights and running statistics).
     let monitor = match main {
-        true => CollapseMonitor::new(config, &c.monitor)?,
+        true => CollapseMonitor::new(config)?,
         false => None,
     };
     let schedule = c
