@@ -1,6 +1,6 @@
 //! The training length as a condition of the conditions sweep (issue 28, item 4: Sections 5–6
 //! assume long training): a condition's `steps` is the run's length, bit for bit the run of a
-//! config with that length; `over_lengths` crosses every condition with every length and refuses
+//! config with that length, and a longer run passes through a shorter one; `over_lengths` crosses every condition with every length and refuses
 //! an empty list, a length of 0 and a repeated length by name; the sweep records each row's
 //! length in its rows, CSV and JSON.
 
@@ -59,6 +59,15 @@ fn a_conditions_length_is_the_runs_length() {
     let long = track_under(&config, &head, &Condition::default()).unwrap();
     assert_eq!(long.run.config.steps, 40);
     assert_ne!(long.run.weights, by_condition.run.weights);
+    // The learning rate is constant, so the longer run passes through the shorter one: its
+    // records up to step 20 are the 20-step run's, bit for bit.
+    let n = by_condition.points.len();
+    assert_eq!(n, 3);
+    for (a, b) in by_condition.points.iter().zip(&long.points[..n]) {
+        assert_eq!((a.step, a.loss), (b.step, b.loss));
+        assert_eq!(a.off_diagonal_mass, b.off_diagonal_mass);
+        assert_eq!(a.misalignment, b.misalignment);
+    }
     // A length of 0 is refused by the condition's check.
     let zero = Condition {
         steps: Some(0),
