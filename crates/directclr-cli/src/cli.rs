@@ -320,6 +320,10 @@ pub struct ConditionsArgs {
     /// (SimCLR's z/‖z‖).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = vec![ZNorm::None, ZNorm::L2])]
     pub z_norms: Vec<ZNorm>,
+    /// Training lengths in SGD steps, comma-separated, each a condition crossed with the rest
+    /// [only --steps, or the preset's 10000]; not with --steps.
+    #[arg(long, value_delimiter = ',')]
+    pub steps_list: Option<Vec<usize>>,
     /// Output folder.
     #[arg(long, default_value = "out/theory/conditions")]
     pub out: PathBuf,

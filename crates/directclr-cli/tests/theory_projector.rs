@@ -280,3 +280,77 @@ fn theory_conditions_runs_and_refuses_bad_conditions_by_name() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn theory_conditions_sweeps_the_training_length_and_refuses_bad_lists_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = directclr()
+        .args([
+            "--threads",
+            "1",
+            "theory",
+            "conditions",
+            "--mechanisms",
+            "implicit-regularization",
+            "--scales",
+            "1",
+            "--weight-decays",
+            "0",
+            "--z-norms",
+            "none",
+            "--steps-list",
+            "20,30",
+            "--log-every",
+            "10",
+            "--samples",
+            "300",
+            "--eval-samples",
+            "100",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" steps "), "{stdout}");
+    // Each length is a row value of the table: the three heads at 20 and at 30 steps.
+    for steps in [" 20 ", " 30 "] {
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.contains("implicit-regularization") && l.contains(steps))
+                .count(),
+            3,
+            "{steps}: {stdout}"
+        );
+    }
+    let csv = std::fs::read_to_string(dir.path().join("summary.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains(",steps,"), "{csv}");
+    for args in [
+        &["--steps-list", "0"][..],
+        &["--steps-list", ""][..],
+        &["--steps-list", "10,10"][..],
+        // One length flag at a time.
+        &["--steps-list", "10", "--steps", "5"][..],
+    ] {
+        let out = directclr()
+            .args(["theory", "conditions"])
+            .args(args)
+            .arg("--out")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr.contains("steps_list") || stderr.contains("--steps-list"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

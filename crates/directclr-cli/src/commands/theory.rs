@@ -127,7 +127,14 @@ pub fn run(cmd: TheoryCommand) -> anyhow::Result<()> {
                 mechanisms: a.mechanisms.clone(),
                 ..ProjectorSettings::default()
             };
-            let grid = conditions::grid(&a.scales, &a.weight_decays, &a.z_norms);
+            let mut grid = conditions::grid(&a.scales, &a.weight_decays, &a.z_norms);
+            if let Some(list) = &a.steps_list {
+                anyhow::ensure!(
+                    a.toy.steps.is_none(),
+                    "invalid `steps_list`: give the training length with --steps or --steps-list, not both"
+                );
+                grid = conditions::over_lengths(&grid, list).context("invalid --steps-list")?;
+            }
             let r = conditions::sweep(&settings, &grid, &overrides(&a.toy), &a.out)
                 .context("theory conditions (issue 28, item 4)")?;
             print_conditions(&r);
@@ -320,18 +327,19 @@ fn print_propositions(r: &PropositionsReport) {
 }
 
 fn print_conditions(r: &SweepReport) {
-    println!("Conditions of Section 6 — initial scale of encoder / head, weight decay, normalisation of z; r = encoder output; collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 × largest");
-    println!("  mechanism                 head        enc.  head  wd      z     eff. rank r (start → end)  collapsed 1e-2 / 1e-4  final loss (first)     off-diag. mass end  misalign. end  rank W_p 1e-4/1e-6  seconds  left chance / trained");
+    println!("Conditions of Section 6 — initial scale of encoder / head, weight decay, normalisation of z, SGD steps; r = encoder output; collapsed = eigenvalue of cov(r) < 1e-2 / 1e-4 × largest");
+    println!("  mechanism                 head        enc.  head  wd      z     steps   eff. rank r (start → end)  collapsed 1e-2 / 1e-4  final loss (first)     off-diag. mass end  misalign. end  rank W_p 1e-4/1e-6  seconds  left chance / trained");
     for c in &r.runs {
         let s = &c.run;
         println!(
-            "  {:<24}  {:<10}  {:<4}  {:<4}  {:<6}  {:<4}  {:>6.2} → {:<6.2}            {:>2} / {:>2}                {:>8.4} ({:>8.4})   {:>8}            {:>8}       {:>7}             {:>5.1}    {}",
+            "  {:<24}  {:<10}  {:<4}  {:<4}  {:<6}  {:<4}  {:<6}  {:>6.2} → {:<6.2}            {:>2} / {:>2}                {:>8.4} ({:>8.4})   {:>8}            {:>8}       {:>7}             {:>5.1}    {}",
             s.mechanism.name(),
             s.head.name(),
             c.condition.encoder_init_scale,
             c.condition.head_init_scale,
             c.condition.weight_decay,
             c.condition.z_norm.name(),
+            c.condition.steps.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
             s.r_effective_rank.0,
             s.r_effective_rank.1,
             s.r_collapsed_1e2.1,

@@ -233,8 +233,8 @@ pub fn track(config: &ToyConfig, head: &HeadConfig) -> Result<TrackedRun> {
 }
 
 /// [`track`] under a [`Condition`]: initial weights scaled, weight decay added, z normalised
-/// as the condition says (the condition's `z_norm` replaces the config's; the default condition
-/// on an un-normalised config gives [`track`]'s trajectory exactly).
+/// as the condition says (its `z_norm`, and its `steps` where set, replace the config's; the
+/// default condition on an un-normalised config gives [`track`]'s trajectory exactly).
 pub fn track_under(
     config: &ToyConfig,
     head: &HeadConfig,
@@ -242,6 +242,7 @@ pub fn track_under(
 ) -> Result<TrackedRun> {
     let config = &ToyConfig {
         z_norm: condition.z_norm,
+        steps: condition.steps.unwrap_or(config.steps),
         ..config.clone()
     };
     config.check()?;

@@ -7,7 +7,8 @@
 //! condition, flagging runs that never left chance (their r is their initialisation and proves
 //! nothing).
 //!
-//! Not swept here: the training length (set `--steps`).
+//! The training length is a condition too ([`Condition::steps`], crossed with the rest by
+//! [`over_lengths`]); without it every run trains for the config's `steps`.
 //!
 //! Proposition 2 under a condition: wherever the trained linear projector's numerical rank k at
 //! 1e-4 of σ₁ is below d, a fixed rank-k projector ([`HeadKind::FixedLowRank`]) is trained under
@@ -32,7 +33,8 @@ use super::{
 use crate::{Error, Result};
 
 /// Conditions of Section 6's derivations that the toy presets do not meet (issue 28, item 4):
-/// the scale of the initial weights, weight decay and the normalisation of z.
+/// the scale of the initial weights, weight decay, the normalisation of z and the training
+/// length.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Condition {
     /// Factor on the encoder's initial weights (1: the preset's init).
@@ -46,6 +48,9 @@ pub struct Condition {
     /// Whether z is L2-normalised before the loss; replaces the config's
     /// [`ToyConfig::z_norm`](super::ToyConfig::z_norm) for the run.
     pub z_norm: ZNorm,
+    /// SGD steps of the run; replaces the config's [`ToyConfig::steps`] when set (`None`: the
+    /// config's length). [`sweep`] records the length each run trained for here.
+    pub steps: Option<usize>,
 }
 
 impl Default for Condition {
@@ -55,13 +60,14 @@ impl Default for Condition {
             head_init_scale: 1.0,
             weight_decay: 0.0,
             z_norm: ZNorm::None,
+            steps: None,
         }
     }
 }
 
 impl Condition {
-    /// Refuses a scale that is not finite and > 0 or a decay that is not finite and ≥ 0, with
-    /// the field's name.
+    /// Refuses a scale that is not finite and > 0, a decay that is not finite and ≥ 0 or a
+    /// length of 0 steps, with the field's name.
     pub fn check(&self) -> Result<()> {
         for (field, v) in [
             ("encoder_init_scale", self.encoder_init_scale),
@@ -79,6 +85,9 @@ impl Condition {
                 "weight_decay",
                 format!("must be a finite number ≥ 0, got {}", self.weight_decay),
             ));
+        }
+        if self.steps == Some(0) {
+            return Err(Error::config("steps", "must be at least 1"));
         }
         Ok(())
     }
@@ -129,6 +138,7 @@ pub fn grid(scales: &[f64], weight_decays: &[f64], z_norms: &[ZNorm]) -> Vec<Con
                     head_init_scale,
                     weight_decay,
                     z_norm,
+                    steps: None,
                 });
             }
         }
@@ -136,9 +146,39 @@ pub fn grid(scales: &[f64], weight_decays: &[f64], z_norms: &[ZNorm]) -> Vec<Con
     out
 }
 
+/// Every condition of `conditions` at every training length of `steps_list` (length-major), the
+/// conditions' own `steps` replaced. Refuses an empty list, a length of 0 and a length given
+/// twice, naming `steps_list`.
+pub fn over_lengths(conditions: &[Condition], steps_list: &[usize]) -> Result<Vec<Condition>> {
+    if steps_list.is_empty() {
+        return Err(Error::config("steps_list", "give at least one length"));
+    }
+    for (i, &n) in steps_list.iter().enumerate() {
+        if n == 0 {
+            return Err(Error::config(
+                "steps_list",
+                "every length must be at least 1 step",
+            ));
+        }
+        if steps_list[..i].contains(&n) {
+            return Err(Error::config("steps_list", format!("{n} is given twice")));
+        }
+    }
+    Ok(steps_list
+        .iter()
+        .flat_map(|&n| {
+            conditions.iter().map(move |c| Condition {
+                steps: Some(n),
+                ..*c
+            })
+        })
+        .collect())
+}
+
 /// Runs every mechanism of `settings` × condition × [`SWEEP_HEADS`] (in parallel) and writes
 /// the summary into `out`. The no-projector head has no head parameters, so it runs once per
-/// (encoder scale, weight decay).
+/// (encoder scale, weight decay, normalisation, length). Each row's condition records the
+/// length it trained for (the config's `steps` where the condition sets none).
 pub fn sweep(
     settings: &ProjectorSettings,
     conditions: &[Condition],
@@ -158,7 +198,10 @@ pub fn sweep(
         for c in conditions {
             c.check()?;
             for kind in SWEEP_HEADS {
-                let mut c = *c;
+                let mut c = Condition {
+                    steps: Some(c.steps.unwrap_or(config.steps)),
+                    ..*c
+                };
                 if kind == HeadKind::None {
                     c.head_init_scale = 1.0;
                     if jobs
@@ -232,6 +275,7 @@ pub fn sweep(
             "head_init_scale",
             "weight_decay",
             "z_norm",
+            "steps",
             "r_effective_rank_start",
             "r_effective_rank_end",
             "r_collapsed_1e-2_end",
@@ -261,6 +305,7 @@ pub fn sweep(
                 r.condition.head_init_scale.to_string(),
                 r.condition.weight_decay.to_string(),
                 r.condition.z_norm.name().to_string(),
+                r.condition.steps.map(|n| n.to_string()).unwrap_or_default(),
                 s.r_effective_rank.0.to_string(),
                 s.r_effective_rank.1.to_string(),
                 s.r_collapsed_1e2.1.to_string(),
