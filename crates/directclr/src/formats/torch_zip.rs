@@ -21,8 +21,12 @@ use crate::{Error, Result};
 /// The largest `data.pkl` read (a ResNet-50 state dict's is about 100 kB).
 pub const MAX_PICKLE: u64 = 64 << 20;
 
-/// The tensors of a `torch.save` file, by dotted name, in the file's order.
-pub fn tensors(path: &Path) -> Result<(String, Vec<(String, TensorRef)>, ByteOrder)> {
+/// Tensor references by dotted name, in the file's order.
+pub type NamedTensorRefs = Vec<(String, TensorRef)>;
+
+/// The tensors of a `torch.save` file: the archive's top folder, the tensors by dotted name in
+/// the file's order, and the byte order of their storages.
+pub fn tensors(path: &Path) -> Result<(String, NamedTensorRefs, ByteOrder)> {
     let bad = |reason: String| Error::format(path, reason);
     let (file, file_len) = open_file(path)?;
     let mut archive = match zip::ZipArchive::new(file) {
