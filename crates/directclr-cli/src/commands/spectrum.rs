@@ -122,7 +122,7 @@ fn images(a: &SpectrumArgs, model: &TrainedModel) -> anyhow::Result<Arc<Dataset>
     let src = source(model, a.data.as_deref());
     let ds = match (&src, &a.data) {
         (DataSource::ImageFolder { path }, Some(_)) => Arc::new(read_images(path)?),
-        _ => read_split(&src, a.split, a.test_folder.as_deref(), a.limit)?,
+        _ => read_split(&src, a.split, a.test_folder.as_deref(), None)?,
     };
     Ok(match (a.limit, a.sample) {
         (Some(n), _) if n < ds.len() => Arc::new(ds.first(n)?),
@@ -170,20 +170,9 @@ fn model_spectrum(
 ) -> anyhow::Result<Spectrum> {
     let eval = transform(&a.transform, model.config().config().data.image_size)?;
     let ds = images(a, model)?;
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar =
-            ProgressBar::with_draw_target(Some(ds.len() as u64), ProgressDrawTarget::stderr())
-                .with_style(
-                    ProgressStyle::with_template(
-                        "{msg} [{bar:30}] {human_pos}/{human_len} images, {per_sec}, ETA {eta}",
-                    )
-                    .expect("the bar template is valid")
-                    .progress_chars("=> "),
-                );
-        bar.set_message(label.clone());
-        bar.enable_steady_tick(Duration::from_millis(500));
-        bar
-    });
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| progress_bar(ds.len() as u64, "images", label.clone()));
     let started = Instant::now();
     let got = extract_observed(model, ds.clone(), eval, a.space, opts, &mut |done| {
         if let Some(bar) = &bar {
@@ -275,6 +264,20 @@ fn save_embeddings(file: &Path, ds: &Dataset, got: &Extracted) -> anyhow::Result
     Ok(())
 }
 
+/// A progress bar on standard error over `len` `unit`s, with its rate and time left.
+fn progress_bar(len: u64, unit: &str, message: String) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(
+        ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit}, {{per_sec}}, ETA {{eta}}"
+        ))
+        .expect("the bar template is valid")
+        .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
 /// One line of rank metrics for a spectrum.
 fn print_metrics(a: &SpectrumArgs, s: &Spectrum) {
     let m = &s.metrics;
@@ -306,20 +309,7 @@ fn file_spectrum(a: &SpectrumArgs, path: &Path, label: Option<String>) -> anyhow
     let (start, end) = a.slice.resolve(layout.cols as i64, "slice")?;
     let columns = (start != 0 || end != layout.cols as i64).then_some(start..end);
     let bar = (layout.rows * layout.cols >= PROGRESS_VALUES && std::io::stderr().is_terminal())
-        .then(|| {
-            let bar =
-                ProgressBar::with_draw_target(Some(layout.rows), ProgressDrawTarget::stderr())
-                    .with_style(
-                        ProgressStyle::with_template(
-                            "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}",
-                        )
-                        .expect("the bar template is valid")
-                        .progress_chars("=> "),
-                    );
-            bar.set_message(path.display().to_string());
-            bar.enable_steady_tick(Duration::from_millis(500));
-            bar
-        });
+        .then(|| progress_bar(layout.rows, "rows", path.display().to_string()));
     let moments = file_moments(&mut file, a.rows, columns, &mut |done| {
         if let Some(bar) = &bar {
             bar.set_position(done);
