@@ -103,7 +103,7 @@ fn main() -> Result<(), directclr::Error> {
         hidden_dim: None,
         out_dim: 128,
     };
-    let models = RunModels::build(&vs.root(), &model, &method, None)?;
+    let models = RunModels::build(&vs.root(), &model.into(), size as usize, &method, None)?;
     if let Some(file) = text("--save-init") {
         let all = models.checkpoint_tensors();
         save_safetensors(&file, &all)?;

@@ -109,7 +109,8 @@ fn the_layout_built_now_is_the_fixtures() {
         .unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     let c = config.config();
-    let models = RunModels::build(&vs.root(), &c.model, &c.method, Some(10)).unwrap();
+    let models =
+        RunModels::build(&vs.root(), &c.model, c.data.image_size, &c.method, Some(10)).unwrap();
     assert_eq!(models.feat_dim(), config.feat_dim());
     let mut built: Vec<(String, Vec<i64>)> = models
         .checkpoint_tensors()
@@ -153,7 +154,8 @@ fn a_checkpoint_that_does_not_match_the_run_is_refused_naming_the_part() {
 
     // A run without a probe and a checkpoint with one.
     let vs = nn::VarStore::new(Device::Cpu);
-    let models = RunModels::build(&vs.root(), &c.model, &c.method, None).unwrap();
+    let models =
+        RunModels::build(&vs.root(), &c.model, c.data.image_size, &c.method, None).unwrap();
     let e = models.load_checkpoint(&file, "checkpoint `x`").unwrap_err();
     assert!(
         matches!(&e, Error::StateMismatch { what, .. } if what.contains("online probe")),
@@ -162,7 +164,8 @@ fn a_checkpoint_that_does_not_match_the_run_is_refused_naming_the_part() {
 
     // A checkpoint without the projector's tensors.
     let vs = nn::VarStore::new(Device::Cpu);
-    let models = RunModels::build(&vs.root(), &c.model, &c.method, Some(10)).unwrap();
+    let models =
+        RunModels::build(&vs.root(), &c.model, c.data.image_size, &c.method, Some(10)).unwrap();
     let no_head: Vec<(String, Tensor)> = file
         .iter()
         .filter(|(n, _)| !n.starts_with(Part::Head.prefix()))
@@ -175,7 +178,8 @@ fn a_checkpoint_that_does_not_match_the_run_is_refused_naming_the_part() {
 
     // A probe of another class count.
     let vs = nn::VarStore::new(Device::Cpu);
-    let models = RunModels::build(&vs.root(), &c.model, &c.method, Some(7)).unwrap();
+    let models =
+        RunModels::build(&vs.root(), &c.model, c.data.image_size, &c.method, Some(7)).unwrap();
     let e = models.load_checkpoint(&file, "checkpoint `x`").unwrap_err();
     assert!(e.to_string().contains("online probe"), "{e}");
 }
@@ -215,7 +219,7 @@ fn each_head_reports_the_dimensions_its_output_has() {
     ];
     for (method, hidden, d0) in methods {
         let vs = nn::VarStore::new(Device::Cpu);
-        let m = RunModels::build(&vs.root(), &model, &method, None).unwrap();
+        let m = RunModels::build(&vs.root(), &model.clone().into(), 32, &method, None).unwrap();
         let d = m.feat_dim();
         assert_eq!(d, 32, "width 1/16: r is 512/16-d");
         assert_eq!(m.head.in_dim(), d);

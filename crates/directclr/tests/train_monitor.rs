@@ -133,7 +133,10 @@ fn a_collapsing_embedding_raises_a_warning() {
     // Seeded as a run is: the count of dead channels at initialisation is then fixed.
     tch::manual_seed(c.seed as i64);
     let vs = nn::VarStore::new(Device::Cpu);
-    let encoder = c.model.build(&vs.root().sub("encoder")).unwrap();
+    let encoder = c
+        .model
+        .build(&vs.root().sub("encoder"), c.data.image_size)
+        .unwrap();
     let head = c
         .method
         .build(&vs.root().sub("head"), checked.feat_dim())

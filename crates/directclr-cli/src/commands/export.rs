@@ -45,8 +45,13 @@ fn export(
     }
     .with_context(|| format!("writing `{}`", a.out.display()))?;
     println!(
-        "encoder ({} tensors, torchvision names, r {}-d) -> {} ({})",
+        "encoder ({} tensors, {} names, r {}-d) -> {} ({})",
         tensors.len(),
+        if model.encoder().resnet().is_some() {
+            "torchvision"
+        } else {
+            "state_dict"
+        },
         model.encoder().feat_dim(),
         a.out.display(),
         match format {

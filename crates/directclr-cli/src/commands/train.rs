@@ -70,18 +70,16 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     }
     if main {
         println!(
-        "train: {} on {} ({} {} stem, width {}, r {}-d, z {}-d), batch {}, {} epochs, seed {} -> {}",
-        c.method.name(),
-        c.data.source.path().display(),
-        c.model.arch,
-        c.model.stem,
-        c.model.width_multiplier,
-        checked.feat_dim(),
-        checked.embed_dim(),
-        c.batch_size,
-        c.epochs,
-        c.seed,
-        out.display()
+            "train: {} on {} ({}, r {}-d, z {}-d), batch {}, {} epochs, seed {} -> {}",
+            c.method.name(),
+            c.data.source.path().display(),
+            c.model.describe(),
+            checked.feat_dim(),
+            checked.embed_dim(),
+            c.batch_size,
+            c.epochs,
+            c.seed,
+            out.display()
         );
     }
     let mut progress = Progress::new(Mode::detect(a.quiet));

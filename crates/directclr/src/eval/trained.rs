@@ -8,7 +8,8 @@ use tch::{nn, Device, Tensor};
 use crate::method::Method;
 use crate::model::Space;
 use crate::model::{
-    checkpoint_probe_classes, load_encoder_file, Head, OnlineProbe, ResNet, ResNetConfig, RunModels,
+    checkpoint_probe_classes, load_encoder_file, Encoder, Head, OnlineProbe, ResNetConfig,
+    RunModels,
 };
 use crate::optim::ScheduleConfig;
 use crate::run::{
@@ -92,18 +93,23 @@ impl TrainedModel {
                 let ckpt = read_checkpoint(&file)?;
                 // The probe is built only when the checkpoint holds one, at its class count.
                 let classes = checkpoint_probe_classes(&ckpt.tensors);
-                let models = RunModels::build(&root, &c.model, &c.method, classes)?;
+                let models =
+                    RunModels::build(&root, &c.model, c.data.image_size, &c.method, classes)?;
                 models
                     .load_checkpoint(&ckpt.tensors, &format!("checkpoint `{}`", file.display()))?;
                 (models, true, Some(ckpt.progress.epoch))
             }
             Weights::Encoder(file) | Weights::EncoderWithPrefix(file, _) => {
-                let models = RunModels::build(&root, &c.model, &c.method, None)?;
+                let models = RunModels::build(&root, &c.model, c.data.image_size, &c.method, None)?;
                 let prefix = match weights {
                     Weights::EncoderWithPrefix(_, p) => Some(p.as_str()),
                     _ => None,
                 };
-                load_encoder_file(&models.encoder, file, prefix)?;
+                load_encoder_file(
+                    models.encoder.require_resnet("loading an encoder file")?,
+                    file,
+                    prefix,
+                )?;
                 (models, false, None)
             }
         };
@@ -142,7 +148,7 @@ impl TrainedModel {
             probe: false,
             data,
             augment: Default::default(),
-            model,
+            model: model.into(),
             method: Method::SimclrNoProjector,
             loss: Default::default(),
             optimizer: Default::default(),
@@ -161,8 +167,12 @@ impl TrainedModel {
         .check()?;
         let vs = nn::VarStore::new(device);
         let c = config.config();
-        let models = RunModels::build(&vs.root(), &c.model, &c.method, None)?;
-        load_encoder_file(&models.encoder, file, prefix)?;
+        let models = RunModels::build(&vs.root(), &c.model, c.data.image_size, &c.method, None)?;
+        load_encoder_file(
+            models.encoder.require_resnet("loading an encoder file")?,
+            file,
+            prefix,
+        )?;
         Ok(TrainedModel {
             config,
             run: file.to_path_buf(),
@@ -185,7 +195,7 @@ impl TrainedModel {
     }
 
     /// The encoder.
-    pub fn encoder(&self) -> &ResNet {
+    pub fn encoder(&self) -> &Encoder {
         &self.models.encoder
     }
 

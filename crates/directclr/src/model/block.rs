@@ -31,11 +31,15 @@ impl Downsample {
 pub struct Block {
     convs: Vec<(Conv2d, BatchNorm)>,
     downsample: Option<Downsample>,
+    residual: bool,
 }
 
 impl Block {
     /// Builds a block taking `c_in` channels to `planes × expansion`, its first 3×3 conv (basic)
     /// or its 3×3 conv (bottleneck) with `stride`. With `zero_init_residual` the last BN γ is 0.
+    /// Without `residual` the block is the branch alone (`relu(branch(x))`, no shortcut and
+    /// no `downsample`): the plain network of the collapse ladder.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         p: &nn::Path,
         rec: &mut StateRecorder,
@@ -44,6 +48,7 @@ impl Block {
         planes: i64,
         stride: i64,
         zero_init_residual: bool,
+        residual: bool,
     ) -> Result<Self> {
         let last_gamma = if zero_init_residual { 0.0 } else { 1.0 };
         let (specs, c_out): (Vec<ConvSpec>, i64) = if bottleneck {
@@ -70,7 +75,7 @@ impl Block {
             let bn = BatchNorm::new(&p.sub(format!("bn{}", i + 1)), rec, co, gamma)?;
             convs.push((conv, bn));
         }
-        let downsample = if stride != 1 || c_in != c_out {
+        let downsample = if residual && (stride != 1 || c_in != c_out) {
             let d = p.sub("downsample");
             let conv = Conv2d::new(&d.sub("0"), rec, c_in, c_out, 1, stride, 0)?;
             let bn = BatchNorm::new(&d.sub("1"), rec, c_out, 1.0)?;
@@ -78,10 +83,15 @@ impl Block {
         } else {
             None
         };
-        Ok(Block { convs, downsample })
+        Ok(Block {
+            convs,
+            downsample,
+            residual,
+        })
     }
 
-    /// `relu(branch(x) + shortcut(x))`.
+    /// `relu(branch(x) + shortcut(x))`, or `relu(branch(x))` for a block built without
+    /// `residual`.
     ///
     /// # Shapes
     /// - `x`: `[batch, c_in, H, W]` → `[batch, planes·expansion, H/stride, W/stride]`.
@@ -94,11 +104,13 @@ impl Block {
                 let _ = out.f_relu_()?; // in place, as torchvision's ReLU(inplace=True)
             }
         }
-        let identity = match &self.downsample {
-            Some(d) => d.forward_t(x, train)?,
-            None => x.shallow_clone(),
-        };
-        let _ = out.f_add_(&identity)?;
+        if self.residual {
+            let identity = match &self.downsample {
+                Some(d) => d.forward_t(x, train)?,
+                None => x.shallow_clone(),
+            };
+            let _ = out.f_add_(&identity)?;
+        }
         let _ = out.f_relu_()?;
         Ok(out)
     }

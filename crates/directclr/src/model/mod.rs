@@ -1,4 +1,5 @@
-//! The encoder (torchvision's ResNet-18/34/50 with CIFAR and ImageNet stems), the projectors of
+//! The encoder (torchvision's ResNet-18/34/50 with CIFAR and ImageNet stems, or a small encoder
+//! of the collapse ladder: [`EncoderConfig`]), the projectors of
 //! the paper's Table 1, the online probe, and the named state (torchvision names, safetensors)
 //! of them all.
 //!
@@ -28,12 +29,14 @@ mod batch_norm;
 mod block;
 mod config;
 mod conv;
+mod encoder;
 mod export;
 mod import;
 mod probe;
 mod projector;
 mod resnet;
 mod run_models;
+mod small;
 mod space;
 mod state;
 
@@ -41,6 +44,7 @@ pub use batch_norm::BatchNorm;
 pub use block::Block;
 pub use config::{Arch, ResNetConfig, Stem};
 pub use conv::Conv2d;
+pub use encoder::{Encoder, EncoderConfig};
 pub use export::{save_torch, serialize_torch};
 pub use import::{
     guess_architecture, load_encoder_file, load_encoder_state, read_torch_tensors,
@@ -52,6 +56,9 @@ pub use projector::{
 };
 pub use resnet::ResNet;
 pub use run_models::{checkpoint_probe_classes, Part, RunModels};
+pub use small::{
+    SmallArch, SmallConfig, SmallEncoder, MAX_DENSE_WEIGHTS, MAX_SMALL_WIDTH, MAX_STAGES,
+};
 pub use space::{FeatureSlice, Space};
 pub use state::{
     load_state, read_safetensors, save_safetensors, serialize_safetensors, LoadReport,

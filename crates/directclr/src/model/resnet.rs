@@ -67,6 +67,7 @@ impl ResNet {
                     planes,
                     st,
                     config.zero_init_residual,
+                    true,
                 )?);
                 c_in = planes * expansion;
             }

@@ -7,7 +7,7 @@
 //!
 //! | prefix | part | names after the prefix |
 //! |---|---|---|
-//! | `encoder.` | [`ResNet`] | torchvision's (`conv1.weight`, `layer1.0.bn1.running_mean`, …) |
+//! | `encoder.` | [`Encoder`] | torchvision's for a ResNet (`conv1.weight`, `layer1.0.bn1.running_mean`, …) |
 //! | `head.` | [`Head`] | `weight`, or `0.weight`, `1.running_mean`, … for the MLP |
 //! | `probe.` | [`OnlineProbe`] | `weight` `[classes, D]`, `bias` `[classes]` |
 //! | `momentum.` | the optimiser's momentum buffers | the parameter's variable-store name |
@@ -17,7 +17,7 @@
 
 use tch::{nn, Tensor};
 
-use super::{load_state, Head, OnlineProbe, ResNet, ResNetConfig};
+use super::{load_state, Encoder, EncoderConfig, Head, OnlineProbe};
 use crate::method::Method;
 use crate::{Error, Result};
 
@@ -101,7 +101,7 @@ pub fn checkpoint_probe_classes(tensors: &[(String, Tensor)]) -> Option<i64> {
 #[derive(Debug)]
 pub struct RunModels {
     /// The encoder: images `[B, 3, H, W]` → r `[B, D]`.
-    pub encoder: ResNet,
+    pub encoder: Encoder,
     /// The projector of the run's method: r `[B, D]` → z `[B, d]`.
     pub head: Head,
     /// The online probe on the detached r (`probe = true`): r `[B, D]` → logits
@@ -110,16 +110,18 @@ pub struct RunModels {
 }
 
 impl RunModels {
-    /// Builds the encoder of `model`, the head of `method` on its representation and, when
-    /// `probe_classes` is given, the online probe, under `root` (paths [`Part::name`]), in that
-    /// order. Trainable weights are drawn from libtorch's global generator: seed it first.
+    /// Builds the encoder of `model` for crops of side `image_size`, the head of `method` on its
+    /// representation and, when `probe_classes` is given, the online probe, under `root`
+    /// (paths [`Part::name`]), in that order. Trainable weights are drawn from libtorch's
+    /// global generator: seed it first.
     pub fn build(
         root: &nn::Path,
-        model: &ResNetConfig,
+        model: &EncoderConfig,
+        image_size: usize,
         method: &Method,
         probe_classes: Option<i64>,
     ) -> Result<Self> {
-        let encoder = model.build(&root.sub(Part::Encoder.name()))?;
+        let encoder = model.build(&root.sub(Part::Encoder.name()), image_size)?;
         let head = method.build(&root.sub(Part::Head.name()), encoder.feat_dim())?;
         let probe = match probe_classes {
             Some(classes) => Some(OnlineProbe::new(

@@ -73,16 +73,14 @@ pub fn markdown(
         let c = first.config();
         let _ = writeln!(
             s,
-            "Pretraining: {} ({} px), {} {} stem, width ×{} (r {}-d), batch {}, {} epochs, {} \
+            "Pretraining: {} ({} px), {} (r {}-d), batch {}, {} epochs, {} \
              optimiser, {}, device {}. Linear probe: {} mode, {} epochs, lr {}, batch {}. \
              kNN: k = {}, T = {}. Spectra: L2-normalised r and z of the test images, covariance \
              (Eqn 1) in f64; \"collapsed\" counts eigenvalues with λ/λ₁ < {:e}. Wall time of \
              this command: {:.0} s.\n",
             c.data.source.path().display(),
             c.data.image_size,
-            c.model.arch,
-            c.model.stem,
-            c.model.width_multiplier,
+            c.model.describe(),
             first.feat_dim(),
             c.batch_size,
             c.epochs,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::{DataSource, Dataset};
 use crate::loss::InfoNce;
 use crate::method::Method;
-use crate::model::{ResNetConfig, Stem};
+use crate::model::EncoderConfig;
 use crate::optim::{OptimizerConfig, ScheduleConfig};
 use crate::runtime::DeviceSpec;
 use crate::train::augment::{self, AugmentConfig};
@@ -119,7 +119,7 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     /// The encoder.
     #[serde(default)]
-    pub model: ResNetConfig,
+    pub model: EncoderConfig,
     /// The Table 1 row.
     #[serde(default)]
     pub method: Method,
@@ -297,12 +297,14 @@ impl TrainConfig {
         if let Some(limit) = self.data.limit {
             at_least("data.limit", limit, self.batch_size)?;
         }
-        // The stem divides the side by 8 (CIFAR) or 32 (ImageNet) before pooling.
-        let min_side = match self.model.stem {
-            Stem::Cifar => 8,
-            Stem::ImageNet => 32,
-        };
-        at_least("data.image_size", self.data.image_size, min_side)?;
+        self.model
+            .validate(self.data.image_size)
+            .map_err(|e| e.within("model"))?;
+        at_least(
+            "data.image_size",
+            self.data.image_size,
+            self.model.min_image_size(),
+        )?;
         // Upper bounds: each of these numbers sets the size of an allocation (a batch of
         // crops, the convolution weights), which must not follow a typo into terabytes.
         if self.data.image_size > MAX_IMAGE_SIZE {
@@ -315,12 +317,13 @@ impl TrainConfig {
                 ),
             ));
         }
-        let m = self.model.width_multiplier;
-        if m > MAX_WIDTH_MULTIPLIER {
-            return Err(Error::config(
-                "model.width_multiplier",
-                format!("{m} exceeds {MAX_WIDTH_MULTIPLIER} (1 is torchvision's width)"),
-            ));
+        if let Some(m) = self.model.resnet().map(|r| r.width_multiplier) {
+            if m > MAX_WIDTH_MULTIPLIER {
+                return Err(Error::config(
+                    "model.width_multiplier",
+                    format!("{m} exceeds {MAX_WIDTH_MULTIPLIER} (1 is torchvision's width)"),
+                ));
+            }
         }
         let feat_dim = self.model.feat_dim().map_err(|e| e.within("model"))?;
         let embed_dim = self

@@ -107,11 +107,13 @@ impl AugmentConfig {
     }
 }
 
-/// Splits an error message written by [`AugmentConfig`]'s deserialiser into (field, reason).
+/// Splits an error message written by [`AugmentConfig`]'s or
+/// [`crate::model::EncoderConfig`]'s deserialiser into (field, reason).
 pub(crate) fn field_of_message(message: &str) -> Option<(&str, &str)> {
     let (field, reason) = message.split_once(": ")?;
-    (field.starts_with("augment.") && !field.contains(char::is_whitespace))
-        .then_some((field, reason))
+    ((field.starts_with("augment.") || field.starts_with("model."))
+        && !field.contains(char::is_whitespace))
+    .then_some((field, reason))
 }
 
 impl<'de> Deserialize<'de> for AugmentConfig {

@@ -46,7 +46,13 @@ impl Models {
         tch::manual_seed(c.seed as i64);
         let vs = nn::VarStore::new(device);
         let root = vs.root();
-        let run = RunModels::build(&root, &c.model, &c.method, c.probe.then_some(classes))?;
+        let run = RunModels::build(
+            &root,
+            &c.model,
+            c.data.image_size,
+            &c.method,
+            c.probe.then_some(classes),
+        )?;
         drop(init);
         if channels_last {
             for (_, mut t) in vs.variables() {

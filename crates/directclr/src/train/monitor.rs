@@ -9,7 +9,7 @@ use crate::analysis::{RankMetrics, RankOptions, RowNormalisation, DEFAULT_COLLAP
 use crate::data::augment::Normalize;
 use crate::data::Transform;
 use crate::data::{eval_loader, eval_transform, read_labelled_first, EvalSplit, ExtractOptions};
-use crate::model::{Head, ResNet, Space};
+use crate::model::{Encoder, Head, Space};
 use crate::run::CheckedConfig;
 use crate::{Error, Result};
 
@@ -165,7 +165,7 @@ impl CollapseMonitor {
     /// the jumps.
     pub fn measure(
         &mut self,
-        encoder: &ResNet,
+        encoder: &Encoder,
         head: &Head,
         device: Device,
     ) -> Result<(RankSnapshot, Vec<CollapseJump>)> {

@@ -26,6 +26,8 @@ pub struct Tiny<'a> {
     pub limit: usize,
     /// `model.width_multiplier`: 1/16 gives a 32-d representation r.
     pub width: f64,
+    /// The body of `[model]` in place of the ResNet-18 (CIFAR stem, `width`).
+    pub model: Option<&'a str>,
     /// The body of `[method]` (`None`: no table, the default method).
     pub method: Option<&'a str>,
     /// `optimizer.kind`.
@@ -57,6 +59,7 @@ impl Default for Tiny<'_> {
             probe: None,
             limit: 48,
             width: 0.0625,
+            model: None,
             method: Some(DIRECT_CLR),
             optimizer: None,
             lr: None,
@@ -93,8 +96,13 @@ impl Tiny<'_> {
         )
         .unwrap();
         writeln!(t, "image_size = 32\nlimit = {}", self.limit).unwrap();
-        writeln!(t, "[model]\narch = \"resnet18\"\nstem = \"cifar\"").unwrap();
-        writeln!(t, "width_multiplier = {:?}", self.width).unwrap();
+        match self.model {
+            Some(body) => writeln!(t, "[model]\n{body}").unwrap(),
+            None => {
+                writeln!(t, "[model]\narch = \"resnet18\"\nstem = \"cifar\"").unwrap();
+                writeln!(t, "width_multiplier = {:?}", self.width).unwrap();
+            }
+        }
         if let Some(method) = self.method {
             writeln!(t, "[method]\n{method}").unwrap();
         }
