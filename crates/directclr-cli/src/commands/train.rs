@@ -119,9 +119,14 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         );
     } else {
         println!(
-            "done: {} epochs, {} steps; encoder weights (torchvision names) in `{}`",
+            "done: {} epochs, {} steps; encoder weights ({} names) in `{}`",
             summary.epochs,
             summary.steps,
+            if c.model.resnet().is_some() {
+                "torchvision"
+            } else {
+                "state_dict"
+            },
             out.join(train::ENCODER_FILE).display()
         );
     }

@@ -76,18 +76,19 @@ impl EncoderConfig {
         }
     }
 
-    /// A one-line description for logs (`resnet18, cifar stem, width 0.125`; `mlp, r 64-d`).
+    /// A one-line description for logs, without r's dimension (`resnet18, cifar stem, width
+    /// 0.125`; `mlp, 512 hidden`).
     pub fn describe(&self) -> String {
         match self {
             EncoderConfig::ResNet(c) => {
                 format!("{}, {} stem, width {}", c.arch, c.stem, c.width_multiplier)
             }
             EncoderConfig::Small(c) => match c.arch {
-                SmallArch::Mlp => format!("mlp, {} hidden, r {}-d", c.hidden, c.dim),
+                SmallArch::Mlp => format!("mlp, {} hidden", c.hidden),
                 SmallArch::Cnn | SmallArch::ResidualCnn => {
-                    format!("{}, {} stages, r {}-d", c.arch, c.stages, c.dim)
+                    format!("{}, {} stages", c.arch, c.stages)
                 }
-                _ => format!("{}, r {}-d", c.arch, c.dim),
+                _ => c.arch.to_string(),
             },
         }
     }
