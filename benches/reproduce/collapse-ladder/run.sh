@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The collapse ladder: where, between the theory lab's toy encoder and the quick start's ResNet-18,
+# does the paper's ordering (r trained without a projector more collapsed than with one or with
+# DirectCLR, Figures 7b and 9) appear or disappear? Each rung changes one thing from the one
+# before it:
+#   toy           the theory lab's encoder on Gaussian data: L = 1 linear under strong augmentation
+#                 (Section 4), L = 2 linear under implicit regularisation (Section 5), z
+#                 L2-normalised as SimCLR's (`directclr theory projector --z-norm l2`, 20 s)
+#   linear        r = W·vec(x) + b                              (the toy's L = 1 encoder, on pixels)
+#   mlp           one hidden layer of 512 with ReLU             (+ depth and a nonlinearity)
+#   conv          one 3×3 conv (64 channels), ReLU, avg-pool    (weight sharing + pooling instead)
+#   cnn           CIFAR stem + 4 plain stages (8…64 ch), BN     (+ depth, normalisation)
+#   residual_cnn  the same with the ResNet's shortcuts          (+ residuals)
+#   resnet18      the quick start's ResNet-18, width 0.125      (+ a second block per stage)
+# each under three augmentation conditions:
+#   authors       the authors' recipe at 32 px (the quick start's)
+#   strong        crops of 2–30 % of the image in both views    (Section 4: augmentation stronger
+#                                                                than the data, the mechanism under
+#                                                                which the theory lab reproduces the
+#                                                                ordering)
+#   weak          crops of 80–100 %, flips only                 (Section 5: weak augmentation,
+#                                                                collapse by implicit regularisation,
+#                                                                where the lab finds it reversed)
+# and three heads (no projector, a linear 64→64 projector, DirectCLR d0 = 16), r 64-d throughout.
+# Every run is a `directclr reproduce` row (train, linear probe on features, kNN, spectra of the
+# first 2,000 test images); summarise.py writes the table of RESULTS.md from their eval.json.
+#
+# Usage: benches/reproduce/collapse-ladder/run.sh [OUT]        (default out/collapse-ladder)
+#   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" to choose; the linear and MLP rungs
+#   always run seeds 0, 1, 2 (seconds each). Finished runs are reused, interrupted ones resumed.
+# Time on 2 cores, 5 epochs: linear and mlp seconds, conv ~1 min, cnn and residual_cnn under 1 min,
+# resnet18 ~2.5 min per run; the whole ladder (one seed above the MLP) under an hour.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../../.." && pwd)"
+cd "$root"
+out="${1:-out/collapse-ladder}"
+source scripts/env.sh >/dev/null
+cargo build --release -q -p directclr-cli
+bin="$root/target/release/directclr"
+read -r -a rungs <<< "${RUNGS:-toy linear mlp conv cnn residual_cnn resnet18}"
+read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
+
+model_table() {
+  case "$1" in
+    linear) printf 'arch = "linear"\ndim = 64\n' ;;
+    mlp) printf 'arch = "mlp"\ndim = 64\nhidden = 512\n' ;;
+    conv) printf 'arch = "conv"\ndim = 64\n' ;;
+    cnn | residual_cnn) printf 'arch = "%s"\ndim = 64\nstages = 4\n' "$1" ;;
+    resnet18) printf 'arch = "resnet18"\nstem = "cifar"\nwidth_multiplier = 0.125\nzero_init_residual = true\n' ;;
+    *) echo "unknown rung \`$1\`" >&2; exit 2 ;;
+  esac
+}
+
+augment_tables() {
+  case "$1" in
+    authors) ;;
+    strong)
+      for v in view1 view2; do
+        printf '[augment.%s]\ncrop = { scale = [0.02, 0.3] }\n' "$v"
+      done ;;
+    weak)
+      for v in view1 view2; do
+        printf '[augment.%s]\ncrop = { scale = [0.8, 1.0] }\ncolor_jitter = { p = 0.0 }\n' "$v"
+        printf 'grayscale = { p = 0.0 }\nblur = { p = 0.0 }\nsolarize = { p = 0.0 }\n'
+      done ;;
+    *) echo "unknown condition \`$1\`" >&2; exit 2 ;;
+  esac
+}
+
+for rung in "${rungs[@]}"; do
+  if [[ "$rung" == toy ]]; then
+    "$bin" --threads 2 theory projector --heads none,linear,direct-clr --z-norm l2 \
+      --out "$out/toy" > "$out/toy.log" 2>&1 || { tail -5 "$out/toy.log" >&2; exit 1; }
+    echo "toy: done"
+    continue
+  fi
+  case "$rung" in
+    linear | mlp) seeds="[0, 1, 2]" ;;
+    *) seeds="${SEEDS:-[0]}" ;;
+  esac
+  for cond in "${conditions[@]}"; do
+    dir="$out/$rung-$cond"
+    mkdir -p "$dir"
+    {
+      cat "$here/base.toml"
+      printf '\n[model]\n'
+      model_table "$rung"
+      printf '\n'
+      augment_tables "$cond"
+    } > "$dir/pretrain.toml"
+    sed -e "s|@TITLE@|Collapse ladder: $rung, $cond augmentations|" -e "s|@SEEDS@|$seeds|" \
+      "$here/reproduce.toml" > "$dir/reproduce.toml"
+    start=$SECONDS
+    "$bin" --threads 2 reproduce --config "$dir/reproduce.toml" --out "$dir" --quiet > "$dir/reproduce.log" 2>&1 \
+      || { echo "$rung-$cond failed: see $dir/reproduce.log" >&2; tail -5 "$dir/reproduce.log" >&2; exit 1; }
+    echo "$rung-$cond: $((SECONDS - start)) s"
+  done
+done
+python3 "$here/summarise.py" "$out" | tee "$out/ladder.md"

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""The collapse ladder's table, from the `results.json` that `directclr reproduce` wrote for each
+rung × condition under OUT (run.sh). Standard library only.
+
+Per rung, condition and head: effective rank of r (mean ± sample sd over seeds), r's collapsed
+dimensions at λ/λ₁ < 1e-4 and < 1e-6 (from the covariance eigenvalues of the L2-normalised r of
+the first 2,000 test images), z's at 1e-4, the linear-probe top-1 and the last epoch's training
+loss. Per rung and condition, the ordering of the effective ranks of r: "paper" when the
+no-projector r is the lowest of the three heads, "reversed" when it is the highest, "mixed"
+otherwise; "(within spread)" when the gap to the nearest other head is smaller than the larger
+sample sd of the two (three seeds) — such a gap is not evidence either way.
+
+Usage: summarise.py OUT
+"""
+
+import json
+import math
+import os
+import statistics
+import sys
+
+RUNGS = ["linear", "mlp", "conv", "cnn", "residual_cnn", "resnet18"]
+CONDITIONS = ["authors", "strong", "weak"]
+HEADS = ["no-projector", "linear-projector", "directclr"]
+
+
+def collapsed(eigenvalues, threshold):
+    top = max(eigenvalues)
+    return sum(1 for v in eigenvalues if v < threshold * top)
+
+
+def last_epoch_loss(folder):
+    loss = None
+    try:
+        with open(os.path.join(folder, "metrics.jsonl")) as f:
+            for line in f:
+                m = json.loads(line)
+                if m.get("kind") == "epoch":
+                    loss = m["loss"]
+    except OSError:
+        return None
+    return loss
+
+
+def mean_sd(values):
+    if not values:
+        return None, None
+    m = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return m, sd
+
+
+def fmt(values, digits=2):
+    m, sd = mean_sd(values)
+    if m is None:
+        return "–"
+    if len(values) == 1:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {sd:.{digits}f}"
+
+
+TOY_HEADS = {"none": "no-projector", "linear": "linear-projector", "direct-clr": "directclr"}
+TOY_CONDITIONS = {"strong-augmentation": "toy strong (Sec. 4)",
+                  "implicit-regularization": "toy implicit (Sec. 5)"}
+
+
+def ordering(np_m, others):
+    if all(np_m < m for m in others):
+        return "paper"
+    if all(np_m > m for m in others):
+        return "reversed"
+    return "mixed"
+
+
+def toy(out, rows, verdicts):
+    """Rung 1: the theory lab's `summary.json` (one seed; 16-d r, so counts are of 16)."""
+    path = os.path.join(out, "toy", "summary.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as f:
+        runs = json.load(f)["runs"]
+    for mech, cond in TOY_CONDITIONS.items():
+        by_head = {}
+        for r in runs:
+            if r["mechanism"] != mech or r["head"] not in TOY_HEADS:
+                continue
+            head = TOY_HEADS[r["head"]]
+            by_head[head] = r["r_effective_rank"][1]
+            rows.append(
+                f"| toy (L = {r['layers']}, 16-d) | {cond} | {head} | 1 | "
+                f"{r['r_effective_rank'][1]:.2f} | {r['r_collapsed_1e4'][1]} | "
+                f"{r['r_collapsed_1e6'][1]} | – | – | {r['final_loss']:.3f} |"
+            )
+        if all(h in by_head for h in HEADS):
+            np_m = by_head["no-projector"]
+            others = [by_head[h] for h in HEADS[1:]]
+            gap = min(abs(np_m - m) for m in others)
+            verdicts.append(
+                f"| toy | {cond} | {np_m:.2f} | {others[0]:.2f} | {others[1]:.2f} | "
+                f"{gap:.2f} | – | {ordering(np_m, others)} |"
+            )
+
+
+def main(out):
+    rows = []
+    verdicts = []
+    toy(out, rows, verdicts)
+    for rung in RUNGS:
+        for cond in CONDITIONS:
+            path = os.path.join(out, f"{rung}-{cond}", "results.json")
+            if not os.path.isfile(path):
+                continue
+            with open(path) as f:
+                results = json.load(f)
+            by_head = {}
+            for r in results:
+                ev_r = r["spectrum_r"]["eigenvalues"]
+                ev_z = r["spectrum_z"]["eigenvalues"]
+                folder = os.path.join(out, f"{rung}-{cond}", "runs", r["folder"])
+                h = by_head.setdefault(r["name"], {k: [] for k in
+                                                   ("erank", "c4", "c6", "z4", "probe", "loss")})
+                h["erank"].append(r["spectrum_r"]["metrics"]["effective_rank"])
+                h["c4"].append(collapsed(ev_r, 1e-4))
+                h["c6"].append(collapsed(ev_r, 1e-6))
+                h["z4"].append(collapsed(ev_z, 1e-4))
+                h["probe"].append(r["probe"]["best_top1"])
+                loss = last_epoch_loss(folder)
+                if loss is not None:
+                    h["loss"].append(loss)
+            for head in HEADS:
+                if head not in by_head:
+                    continue
+                h = by_head[head]
+                rows.append(
+                    f"| {rung} | {cond} | {head} | {len(h['erank'])} | {fmt(h['erank'])} | "
+                    f"{fmt(h['c4'], 1)} | {fmt(h['c6'], 1)} | {fmt(h['z4'], 1)} | "
+                    f"{fmt(h['probe'])} | {fmt(h['loss'], 3)} |"
+                )
+            if all(head in by_head for head in HEADS):
+                stats = {head: mean_sd(by_head[head]["erank"]) for head in HEADS}
+                np_m, np_sd = stats["no-projector"]
+                others = [stats[h] for h in HEADS[1:]]
+                order = ordering(np_m, [m for m, _ in others])
+                nearest_m, nearest_sd = min(others, key=lambda s: abs(s[0] - np_m))
+                gap = abs(np_m - nearest_m)
+                spread = max(np_sd, nearest_sd)
+                n = len(by_head["no-projector"]["erank"])
+                note = " (within spread)" if n > 1 and gap < spread else ""
+                verdicts.append(
+                    f"| {rung} | {cond} | {np_m:.2f} | {others[0][0]:.2f} | {others[1][0]:.2f} | "
+                    f"{gap:.2f} | {spread:.2f} | {order}{note} |"
+                )
+    print("| rung | augmentations | head | seeds | effective rank of r | r collapsed 1e-4 | "
+          "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | final loss |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    print()
+    print("| rung | augmentations | eff. rank r: no projector | linear projector | DirectCLR | "
+          "gap to nearest | spread (sd) | ordering |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print("\n".join(verdicts))
+    # ln(2N − 1) for N = 128: SimCLR's chance level with 2N − 1 candidates per anchor.
+    print(f"\nChance-level loss ln(255) = {math.log(255):.3f}.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    main(sys.argv[1])
