@@ -7,7 +7,8 @@
 #                 (Section 4), L = 2 linear under implicit regularisation (Section 5), z
 #                 L2-normalised as SimCLR's (`directclr theory projector --z-norm l2`, 20 s)
 #   linear        r = W·vec(x) + b                              (the toy's L = 1 encoder, on pixels)
-#   mlp           one hidden layer of 512 with ReLU             (+ depth and a nonlinearity)
+#   deep_linear   r = W₂(W₁·vec(x) + b₁) + b₂, 512 hidden       (+ depth, still a linear map)
+#   mlp           one hidden layer of 512 with ReLU             (+ the nonlinearity)
 #   conv          one 3×3 conv (64 channels), ReLU, avg-pool    (weight sharing + pooling instead)
 #   cnn           CIFAR stem + 4 plain stages (8…64 ch), BN     (+ depth, normalisation)
 #   residual_cnn  the same with the ResNet's shortcuts          (+ residuals)
@@ -26,8 +27,8 @@
 # first 2,000 test images); summarise.py writes the table of RESULTS.md from their eval.json.
 #
 # Usage: benches/reproduce/collapse-ladder/run.sh [OUT]        (default out/collapse-ladder)
-#   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" to choose; the linear and MLP rungs
-#   always run seeds 0, 1, 2 (seconds each). Finished runs are reused, interrupted ones resumed.
+#   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 to choose; the linear and MLP rungs
+#   always run seeds 0, 1, 2 (seconds each; deep_linear too). Finished runs are reused, interrupted ones resumed.
 # Time on 2 cores, 5 epochs: linear and mlp seconds, conv ~1 min, cnn and residual_cnn under 1 min,
 # resnet18 ~2.5 min per run; the whole ladder (one seed above the MLP) under an hour.
 set -euo pipefail
@@ -38,13 +39,16 @@ out="${1:-out/collapse-ladder}"
 source scripts/env.sh >/dev/null
 cargo build --release -q -p directclr-cli
 bin="$root/target/release/directclr"
-read -r -a rungs <<< "${RUNGS:-toy linear mlp conv cnn residual_cnn resnet18}"
+# libtorch threads per run: 2 on idle cores; 1 when other jobs share them (oversubscribed OpenMP
+# threads spin, and a run then slows 10-30×).
+threads="${THREADS:-2}"
+read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn resnet18}"
 read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
 
 model_table() {
   case "$1" in
     linear) printf 'arch = "linear"\ndim = 64\n' ;;
-    mlp) printf 'arch = "mlp"\ndim = 64\nhidden = 512\n' ;;
+    deep_linear | mlp) printf 'arch = "%s"\ndim = 64\nhidden = 512\n' "$1" ;;
     conv) printf 'arch = "conv"\ndim = 64\n' ;;
     cnn | residual_cnn) printf 'arch = "%s"\ndim = 64\nstages = 4\n' "$1" ;;
     resnet18) printf 'arch = "resnet18"\nstem = "cifar"\nwidth_multiplier = 0.125\nzero_init_residual = true\n' ;;
@@ -70,13 +74,13 @@ augment_tables() {
 
 for rung in "${rungs[@]}"; do
   if [[ "$rung" == toy ]]; then
-    "$bin" --threads 2 theory projector --heads none,linear,direct-clr --z-norm l2 \
+    "$bin" --threads "$threads" theory projector --heads none,linear,direct-clr --z-norm l2 \
       --out "$out/toy" > "$out/toy.log" 2>&1 || { tail -5 "$out/toy.log" >&2; exit 1; }
     echo "toy: done"
     continue
   fi
   case "$rung" in
-    linear | mlp) seeds="[0, 1, 2]" ;;
+    linear | deep_linear | mlp) seeds="[0, 1, 2]" ;;
     *) seeds="${SEEDS:-[0]}" ;;
   esac
   for cond in "${conditions[@]}"; do
@@ -92,7 +96,7 @@ for rung in "${rungs[@]}"; do
     sed -e "s|@TITLE@|Collapse ladder: $rung, $cond augmentations|" -e "s|@SEEDS@|$seeds|" \
       "$here/reproduce.toml" > "$dir/reproduce.toml"
     start=$SECONDS
-    "$bin" --threads 2 reproduce --config "$dir/reproduce.toml" --out "$dir" --quiet > "$dir/reproduce.log" 2>&1 \
+    "$bin" --threads "$threads" reproduce --config "$dir/reproduce.toml" --out "$dir" --quiet > "$dir/reproduce.log" 2>&1 \
       || { echo "$rung-$cond failed: see $dir/reproduce.log" >&2; tail -5 "$dir/reproduce.log" >&2; exit 1; }
     echo "$rung-$cond: $((SECONDS - start)) s"
   done

@@ -5,10 +5,11 @@ rung × condition under OUT (run.sh). Standard library only.
 Per rung, condition and head: effective rank of r (mean ± sample sd over seeds), r's collapsed
 dimensions at λ/λ₁ < 1e-4 and < 1e-6 (from the covariance eigenvalues of the L2-normalised r of
 the first 2,000 test images), z's at 1e-4, the linear-probe top-1 and the last epoch's training
-loss. Per rung and condition, the ordering of the effective ranks of r: "paper" when the
-no-projector r is the lowest of the three heads, "reversed" when it is the highest, "mixed"
-otherwise; "(within spread)" when the gap to the nearest other head is smaller than the larger
-sample sd of the two (three seeds) — such a gap is not evidence either way.
+loss. Per rung and condition, the ordering of the effective ranks of r between the no-projector
+head and each other head: "paper" when the no-projector r is the lower (more collapsed, as
+Figures 7b and 9), "reversed" when it is the higher, with the difference Δ (other − no
+projector); "(within spread)" when |Δ| is smaller than the larger sample sd of the two (three
+seeds) — such a gap is not evidence either way.
 
 Usage: summarise.py OUT
 """
@@ -19,7 +20,7 @@ import os
 import statistics
 import sys
 
-RUNGS = ["linear", "mlp", "conv", "cnn", "residual_cnn", "resnet18"]
+RUNGS = ["linear", "deep_linear", "mlp", "conv", "cnn", "residual_cnn", "resnet18"]
 CONDITIONS = ["authors", "strong", "weak"]
 HEADS = ["no-projector", "linear-projector", "directclr"]
 
@@ -64,12 +65,14 @@ TOY_CONDITIONS = {"strong-augmentation": "toy strong (Sec. 4)",
                   "implicit-regularization": "toy implicit (Sec. 5)"}
 
 
-def ordering(np_m, others):
-    if all(np_m < m for m in others):
-        return "paper"
-    if all(np_m > m for m in others):
-        return "reversed"
-    return "mixed"
+def pair(np_stat, other_stat):
+    """The paper's ordering between the no-projector r and one other head's r: "paper" when the
+    no-projector r has the lower effective rank, "reversed" when the higher; "(within spread)"
+    when the gap is below the larger sample sd of the two (three seeds or more)."""
+    (np_m, np_sd, n), (m, sd, _) = np_stat, other_stat
+    word = "paper" if np_m < m else "reversed"
+    note = " (within spread)" if n > 1 and abs(np_m - m) < max(np_sd, sd) else ""
+    return f"{word}{note} ({m - np_m:+.2f})"
 
 
 def toy(out, rows, verdicts):
@@ -92,12 +95,12 @@ def toy(out, rows, verdicts):
                 f"{r['r_collapsed_1e6'][1]} | – | – | {r['final_loss']:.3f} |"
             )
         if all(h in by_head for h in HEADS):
-            np_m = by_head["no-projector"]
-            others = [by_head[h] for h in HEADS[1:]]
-            gap = min(abs(np_m - m) for m in others)
+            st = {h: (by_head[h], 0.0, 1) for h in HEADS}
             verdicts.append(
-                f"| toy | {cond} | {np_m:.2f} | {others[0]:.2f} | {others[1]:.2f} | "
-                f"{gap:.2f} | – | {ordering(np_m, others)} |"
+                f"| toy | {cond} | {by_head['no-projector']:.2f} | "
+                f"{by_head['linear-projector']:.2f} | {by_head['directclr']:.2f} | "
+                f"{pair(st['no-projector'], st['linear-projector'])} | "
+                f"{pair(st['no-projector'], st['directclr'])} |"
             )
 
 
@@ -137,18 +140,16 @@ def main(out):
                     f"{fmt(h['probe'])} | {fmt(h['loss'], 3)} |"
                 )
             if all(head in by_head for head in HEADS):
-                stats = {head: mean_sd(by_head[head]["erank"]) for head in HEADS}
-                np_m, np_sd = stats["no-projector"]
-                others = [stats[h] for h in HEADS[1:]]
-                order = ordering(np_m, [m for m, _ in others])
-                nearest_m, nearest_sd = min(others, key=lambda s: abs(s[0] - np_m))
-                gap = abs(np_m - nearest_m)
-                spread = max(np_sd, nearest_sd)
-                n = len(by_head["no-projector"]["erank"])
-                note = " (within spread)" if n > 1 and gap < spread else ""
+                st = {}
+                for head in HEADS:
+                    m, sd = mean_sd(by_head[head]["erank"])
+                    st[head] = (m, sd, len(by_head[head]["erank"]))
                 verdicts.append(
-                    f"| {rung} | {cond} | {np_m:.2f} | {others[0][0]:.2f} | {others[1][0]:.2f} | "
-                    f"{gap:.2f} | {spread:.2f} | {order}{note} |"
+                    f"| {rung} | {cond} | {fmt(by_head['no-projector']['erank'])} | "
+                    f"{fmt(by_head['linear-projector']['erank'])} | "
+                    f"{fmt(by_head['directclr']['erank'])} | "
+                    f"{pair(st['no-projector'], st['linear-projector'])} | "
+                    f"{pair(st['no-projector'], st['directclr'])} |"
                 )
     print("| rung | augmentations | head | seeds | effective rank of r | r collapsed 1e-4 | "
           "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | final loss |")
@@ -156,8 +157,8 @@ def main(out):
     print("\n".join(rows))
     print()
     print("| rung | augmentations | eff. rank r: no projector | linear projector | DirectCLR | "
-          "gap to nearest | spread (sd) | ordering |")
-    print("|---|---|---:|---:|---:|---:|---:|---|")
+          "ordering vs linear projector (Δ) | ordering vs DirectCLR (Δ) |")
+    print("|---|---|---:|---:|---:|---|---|")
     print("\n".join(verdicts))
     # ln(2N − 1) for N = 128: SimCLR's chance level with 2N − 1 candidates per anchor.
     print(f"\nChance-level loss ln(255) = {math.log(255):.3f}.")

@@ -1,4 +1,4 @@
-//! The small encoders of the collapse ladder (`[model] arch = "linear" | "mlp" | "conv" |
+//! The small encoders of the collapse ladder (`[model] arch = "linear" | "deep_linear" | "mlp" | "conv" |
 //! "cnn" | "residual_cnn"`): the `[model]` table, the forwards against loop references, the
 //! plain and residual networks' structure, and a run of each through the one training loop.
 
@@ -55,6 +55,10 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
         small(SmallArch::ResidualCnn, 64, 512, 3)
     );
     assert_eq!(
+        parse("arch = \"deep_linear\"\nhidden = 7").unwrap().model,
+        small(SmallArch::DeepLinear, 64, 7, 4)
+    );
+    assert_eq!(
         parse("arch = \"linear\"").unwrap().model,
         small(SmallArch::Linear, 64, 512, 4)
     );
@@ -73,6 +77,7 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
             "model.width_multiplier",
         ),
         ("arch = \"linear\"\nhidden = 10", "model.hidden"),
+        ("arch = \"deep_linear\"\nstages = 2", "model.stages"),
         ("arch = \"mlp\"\nstages = 2", "model.stages"),
         ("arch = \"resnet18\"\ndim = 10", "model.dim"),
         ("arch = \"transformer\"", "model.arch"),
@@ -173,7 +178,7 @@ fn the_linear_and_mlp_encoders_equal_loop_references() {
     let side = 4usize;
     let n_in = 3 * side * side;
     let x = uniform(&[2, 3, side as i64, side as i64], 11);
-    for arch in [SmallArch::Linear, SmallArch::Mlp] {
+    for arch in [SmallArch::Linear, SmallArch::DeepLinear, SmallArch::Mlp] {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
         let config = SmallConfig {
@@ -201,7 +206,11 @@ fn the_linear_and_mlp_encoders_equal_loop_references() {
                         &values(tensor(&enc, "fc1.bias")),
                         &xi,
                     );
-                    let h: Vec<f64> = h.iter().map(|v| v.max(0.0)).collect();
+                    let relu = arch == SmallArch::Mlp;
+                    let h: Vec<f64> = h
+                        .iter()
+                        .map(|v| if relu { v.max(0.0) } else { *v })
+                        .collect();
                     let w2 = values(tensor(&enc, "fc2.weight"));
                     let (y, s) = dense_loop(&w2, &values(tensor(&enc, "fc2.bias")), &h);
                     // The hidden layer's rounding (≤ (n+1)·ε·Σ|·| each) passes through |W₂|.
@@ -385,6 +394,10 @@ fn each_small_encoder_trains_through_the_one_loop_and_its_run_reloads() {
         (
             "arch = \"mlp\"\ndim = 16\nhidden = 32",
             "kind = \"simclr_linear\"",
+        ),
+        (
+            "arch = \"deep_linear\"\ndim = 16\nhidden = 32",
+            "kind = \"trainable_diagonal\"",
         ),
         ("arch = \"conv\"\ndim = 16", common::DIRECT_CLR),
         (

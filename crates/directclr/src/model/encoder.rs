@@ -14,9 +14,9 @@
 //! zero_init_residual = true
 //!
 //! [model]                      # a small encoder
-//! arch = "mlp"                 # linear | mlp | conv | cnn | residual_cnn
+//! arch = "mlp"                 # linear | deep_linear | mlp | conv | cnn | residual_cnn
 //! dim = 64                     # r's dimension
-//! hidden = 512                 # mlp only
+//! hidden = 512                 # deep_linear and mlp only
 //! stages = 4                   # cnn and residual_cnn only
 //! ```
 //!
@@ -84,7 +84,9 @@ impl EncoderConfig {
                 format!("{}, {} stem, width {}", c.arch, c.stem, c.width_multiplier)
             }
             EncoderConfig::Small(c) => match c.arch {
-                SmallArch::Mlp => format!("mlp, {} hidden", c.hidden),
+                SmallArch::Mlp | SmallArch::DeepLinear => {
+                    format!("{}, {} hidden", c.arch, c.hidden)
+                }
                 SmallArch::Cnn | SmallArch::ResidualCnn => {
                     format!("{}, {} stages", c.arch, c.stages)
                 }
@@ -202,7 +204,8 @@ enum ArchName {
     Small(SmallArch),
 }
 
-const ARCH_NAMES: &str = "resnet18, resnet34, resnet50, linear, mlp, conv, cnn, residual_cnn";
+const ARCH_NAMES: &str =
+    "resnet18, resnet34, resnet50, linear, deep_linear, mlp, conv, cnn, residual_cnn";
 
 impl Serialize for ArchName {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -221,6 +224,7 @@ impl<'de> Deserialize<'de> for ArchName {
         }
         [
             SmallArch::Linear,
+            SmallArch::DeepLinear,
             SmallArch::Mlp,
             SmallArch::Conv,
             SmallArch::Cnn,
@@ -282,7 +286,7 @@ impl TryFrom<ModelTable> for EncoderConfig {
                         return refuse(
                             key,
                             arch.name(),
-                            "the small encoders (linear, mlp, conv, cnn, residual_cnn)",
+                            "the small encoders (linear, deep_linear, mlp, conv, cnn, residual_cnn)",
                         );
                     }
                 }
@@ -303,8 +307,8 @@ impl TryFrom<ModelTable> for EncoderConfig {
                         return refuse(key, arch.name(), "the ResNets");
                     }
                 }
-                if t.hidden.is_some() && arch != SmallArch::Mlp {
-                    return refuse("hidden", arch.name(), "arch `mlp`");
+                if t.hidden.is_some() && !arch.has_hidden() {
+                    return refuse("hidden", arch.name(), "arch `deep_linear` and `mlp`");
                 }
                 if t.stages.is_some() && !matches!(arch, SmallArch::Cnn | SmallArch::ResidualCnn) {
                     return refuse("stages", arch.name(), "arch `cnn` and `residual_cnn`");
@@ -334,7 +338,7 @@ impl From<EncoderConfig> for ModelTable {
             EncoderConfig::Small(c) => ModelTable {
                 arch: Some(ArchName::Small(c.arch)),
                 dim: Some(c.dim),
-                hidden: (c.arch == SmallArch::Mlp).then_some(c.hidden),
+                hidden: c.arch.has_hidden().then_some(c.hidden),
                 stages: matches!(c.arch, SmallArch::Cnn | SmallArch::ResidualCnn)
                     .then_some(c.stages),
                 ..Default::default()

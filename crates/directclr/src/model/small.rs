@@ -1,5 +1,5 @@
 //! The small encoders of the collapse ladder (`benches/reproduce/collapse-ladder/`): a linear
-//! map of the pixels, a one-hidden-layer MLP, one convolution with pooling, and a small
+//! map of the pixels, the same map as a product of two matrices, a one-hidden-layer MLP, one convolution with pooling, and a small
 //! convolutional network with or without residual connections. Each differs from the one
 //! before by one step, between the theory lab's toy encoder and the ResNet.
 //!
@@ -23,6 +23,11 @@ pub enum SmallArch {
     /// r = W·vec(x) + b: one linear layer on the pixels (the toy model's L = 1 encoder, on
     /// images). Names `fc.weight` `[dim, 3·S·S]`, `fc.bias` `[dim]`.
     Linear,
+    /// r = W₂·(W₁·vec(x) + b₁) + b₂: two linear layers, `hidden` units between them and no
+    /// nonlinearity (the map stays linear; only its parametrisation is deeper). Between
+    /// [`SmallArch::Linear`] and [`SmallArch::Mlp`], it tells depth from the ReLU. Names
+    /// `fc1.*`, `fc2.*`.
+    DeepLinear,
     /// r = W₂·relu(W₁·vec(x) + b₁) + b₂: one hidden layer of `hidden` units with ReLU. Names
     /// `fc1.*`, `fc2.*`.
     Mlp,
@@ -45,11 +50,19 @@ impl SmallArch {
     pub fn name(self) -> &'static str {
         match self {
             SmallArch::Linear => "linear",
+            SmallArch::DeepLinear => "deep_linear",
             SmallArch::Mlp => "mlp",
             SmallArch::Conv => "conv",
             SmallArch::Cnn => "cnn",
             SmallArch::ResidualCnn => "residual_cnn",
         }
+    }
+}
+
+impl SmallArch {
+    /// Whether the encoder has a hidden layer of `hidden` units (deep_linear, mlp).
+    pub fn has_hidden(self) -> bool {
+        matches!(self, SmallArch::DeepLinear | SmallArch::Mlp)
     }
 }
 
@@ -78,7 +91,7 @@ pub struct SmallConfig {
     /// convolution (conv), the channels of the last stage (cnn, residual_cnn: the first
     /// stage has dim / 2^(stages−1)).
     pub dim: i64,
-    /// Hidden units of the MLP (mlp only).
+    /// Hidden units between the two layers (deep_linear, mlp only).
     pub hidden: i64,
     /// Number of stages (cnn, residual_cnn only).
     pub stages: usize,
@@ -114,15 +127,15 @@ impl SmallConfig {
         }
         let pixels = 3 * (image_size as i64) * (image_size as i64);
         match self.arch {
-            SmallArch::Linear | SmallArch::Mlp => {
-                let width = if self.arch == SmallArch::Mlp {
+            SmallArch::Linear | SmallArch::DeepLinear | SmallArch::Mlp => {
+                let width = if self.arch.has_hidden() {
                     self.hidden
                 } else {
                     self.dim
                 };
                 if pixels.saturating_mul(width) > MAX_DENSE_WEIGHTS {
                     return Err(Error::config(
-                        if self.arch == SmallArch::Mlp {
+                        if self.arch.has_hidden() {
                             "hidden"
                         } else {
                             "dim"
@@ -200,7 +213,7 @@ impl Dense {
 #[derive(Debug)]
 enum Layers {
     Linear(Dense),
-    Mlp(Dense, Dense),
+    Mlp(Dense, Dense, bool),
     Conv(Conv2d),
     Cnn {
         conv1: Conv2d,
@@ -230,9 +243,10 @@ impl SmallEncoder {
             SmallArch::Linear => {
                 Layers::Linear(Dense::new(&path.sub("fc"), &mut rec, pixels, config.dim)?)
             }
-            SmallArch::Mlp => Layers::Mlp(
+            SmallArch::DeepLinear | SmallArch::Mlp => Layers::Mlp(
                 Dense::new(&path.sub("fc1"), &mut rec, pixels, config.hidden)?,
                 Dense::new(&path.sub("fc2"), &mut rec, config.hidden, config.dim)?,
+                config.arch == SmallArch::Mlp,
             ),
             SmallArch::Conv => Layers::Conv(Conv2d::new(
                 &path.sub("conv1"),
@@ -316,7 +330,10 @@ impl SmallEncoder {
         }
         match &self.layers {
             Layers::Linear(fc) => fc.forward(&x.f_flatten(1, -1)?),
-            Layers::Mlp(fc1, fc2) => fc2.forward(&fc1.forward(&x.f_flatten(1, -1)?)?.f_relu()?),
+            Layers::Mlp(fc1, fc2, relu) => {
+                let h = fc1.forward(&x.f_flatten(1, -1)?)?; // [batch, hidden]
+                fc2.forward(&if *relu { h.f_relu()? } else { h })
+            }
             Layers::Conv(conv) => Ok(conv
                 .forward(x)?
                 .f_relu()?
