@@ -4,8 +4,10 @@ rung × condition under OUT (run.sh). Standard library only.
 
 Per rung, condition and head: effective rank of r (mean ± sample sd over seeds), r's collapsed
 dimensions at λ/λ₁ < 1e-4 and < 1e-6 (from the covariance eigenvalues of the L2-normalised r of
-the first 2,000 test images), z's at 1e-4, the linear-probe top-1 and the last epoch's training
-loss. Per rung and condition, the ordering of the effective ranks of r between the no-projector
+the first 2,000 test images), z's at 1e-4, the linear-probe top-1 and the mean training loss of
+the first and the last epoch (toy: first step → mean of the last 10 % of measurements). A head
+whose last-epoch loss is not below 0.9 × ln(2N − 1) never left chance (the theory lab's
+criterion): an ordering involving it is reported as no evidence. Per rung and condition, the ordering of the effective ranks of r between the no-projector
 head and each other head: "paper" when the no-projector r is the lower (more collapsed, as
 Figures 7b and 9), "reversed" when it is the higher, with the difference Δ (other − no
 projector); "(within spread)" when |Δ| is smaller than the larger sample sd of the two (three
@@ -30,17 +32,25 @@ def collapsed(eigenvalues, threshold):
     return sum(1 for v in eigenvalues if v < threshold * top)
 
 
-def last_epoch_loss(folder):
-    loss = None
+def epoch_losses(folder):
+    """The mean training loss of the first and of the last epoch, or None."""
+    losses = []
     try:
         with open(os.path.join(folder, "metrics.jsonl")) as f:
             for line in f:
                 m = json.loads(line)
                 if m.get("kind") == "epoch":
-                    loss = m["loss"]
+                    losses.append(m["loss"])
     except OSError:
         return None
-    return loss
+    return (losses[0], losses[-1]) if losses else None
+
+
+# SimCLR's chance level: ln(2N − 1) for N = 128 (2N − 1 candidates per anchor). A run whose last
+# epoch's loss is not below 0.9 × chance never left it (the theory lab's criterion): its r is
+# little more than its initialisation.
+CHANCE = math.log(255)
+LEFT_CHANCE = 0.9 * CHANCE
 
 
 def mean_sd(values):
@@ -63,6 +73,10 @@ def fmt(values, digits=2):
 TOY_HEADS = {"none": "no-projector", "linear": "linear-projector", "direct-clr": "directclr"}
 TOY_CONDITIONS = {"strong-augmentation": "toy strong (Sec. 4)",
                   "implicit-regularization": "toy implicit (Sec. 5)"}
+
+
+def untrained(h):
+    return any(last >= LEFT_CHANCE for last in h["loss"])
 
 
 def pair(np_stat, other_stat):
@@ -92,7 +106,8 @@ def toy(out, rows, verdicts):
             rows.append(
                 f"| toy (L = {r['layers']}, 16-d) | {cond} | {head} | 1 | "
                 f"{r['r_effective_rank'][1]:.2f} | {r['r_collapsed_1e4'][1]} | "
-                f"{r['r_collapsed_1e6'][1]} | – | – | {r['final_loss']:.3f} |"
+                f"{r['r_collapsed_1e6'][1]} | – | – | "
+                f"{r['initial_loss']:.3f} → {r['final_loss']:.3f} |"
             )
         if all(h in by_head for h in HEADS):
             st = {h: (by_head[h], 0.0, 1) for h in HEADS}
@@ -121,15 +136,17 @@ def main(out):
                 ev_z = r["spectrum_z"]["eigenvalues"]
                 folder = os.path.join(out, f"{rung}-{cond}", "runs", r["folder"])
                 h = by_head.setdefault(r["name"], {k: [] for k in
-                                                   ("erank", "c4", "c6", "z4", "probe", "loss")})
+                                                   ("erank", "c4", "c6", "z4", "probe", "first",
+                                                    "loss")})
                 h["erank"].append(r["spectrum_r"]["metrics"]["effective_rank"])
                 h["c4"].append(collapsed(ev_r, 1e-4))
                 h["c6"].append(collapsed(ev_r, 1e-6))
                 h["z4"].append(collapsed(ev_z, 1e-4))
                 h["probe"].append(r["probe"]["best_top1"])
-                loss = last_epoch_loss(folder)
-                if loss is not None:
-                    h["loss"].append(loss)
+                losses = epoch_losses(folder)
+                if losses is not None:
+                    h["first"].append(losses[0])
+                    h["loss"].append(losses[1])
             for head in HEADS:
                 if head not in by_head:
                     continue
@@ -137,22 +154,28 @@ def main(out):
                 rows.append(
                     f"| {rung} | {cond} | {head} | {len(h['erank'])} | {fmt(h['erank'])} | "
                     f"{fmt(h['c4'], 1)} | {fmt(h['c6'], 1)} | {fmt(h['z4'], 1)} | "
-                    f"{fmt(h['probe'])} | {fmt(h['loss'], 3)} |"
+                    f"{fmt(h['probe'])} | {fmt(h['first'], 3)} → {fmt(h['loss'], 3)} |"
                 )
             if all(head in by_head for head in HEADS):
                 st = {}
                 for head in HEADS:
                     m, sd = mean_sd(by_head[head]["erank"])
                     st[head] = (m, sd, len(by_head[head]["erank"]))
+                def verdict(other):
+                    idle = [h for h in ("no-projector", other) if untrained(by_head[h])]
+                    if idle:
+                        return ("no evidence: " + " and ".join(idle)
+                                + " never left chance")
+                    return pair(st["no-projector"], st[other])
+
                 verdicts.append(
                     f"| {rung} | {cond} | {fmt(by_head['no-projector']['erank'])} | "
                     f"{fmt(by_head['linear-projector']['erank'])} | "
                     f"{fmt(by_head['directclr']['erank'])} | "
-                    f"{pair(st['no-projector'], st['linear-projector'])} | "
-                    f"{pair(st['no-projector'], st['directclr'])} |"
+                    f"{verdict('linear-projector')} | {verdict('directclr')} |"
                 )
     print("| rung | augmentations | head | seeds | effective rank of r | r collapsed 1e-4 | "
-          "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | final loss |")
+          "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | loss, epoch 1 → last |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     print()
@@ -160,8 +183,7 @@ def main(out):
           "ordering vs linear projector (Δ) | ordering vs DirectCLR (Δ) |")
     print("|---|---|---:|---:|---:|---|---|")
     print("\n".join(verdicts))
-    # ln(2N − 1) for N = 128: SimCLR's chance level with 2N − 1 candidates per anchor.
-    print(f"\nChance-level loss ln(255) = {math.log(255):.3f}.")
+    print(f"\nChance-level loss ln(255) = {CHANCE:.3f}; left chance below {LEFT_CHANCE:.3f}.")
 
 
 if __name__ == "__main__":
