@@ -46,11 +46,25 @@ fn reshape(m: &mut DMatrix<f64>, rows: usize, cols: usize) {
 fn covariance_into(z: &DMatrix<f64>, scratch: &mut CovarianceScratch) {
     let (n, d) = z.shape();
     reshape(&mut scratch.centred, n, d);
-    scratch.centred.copy_from(z);
-    // Column by column: contiguous in nalgebra's column-major storage.
-    for mut col in scratch.centred.column_iter_mut() {
-        let mean = col.mean();
-        col.add_scalar_mut(-mean);
+    // The column means as nalgebra's `mean` sums them (0 + z_0j + z_1j + … in row order, then
+    // / N), but all columns at once, row by row: d independent chains of additions instead of
+    // one column's chain waiting on each addition in turn.
+    let mut means = vec![0.0; d];
+    for i in 0..n {
+        for (j, m) in means.iter_mut().enumerate() {
+            *m += z[(i, j)];
+        }
+    }
+    means.iter_mut().for_each(|m| *m /= n as f64);
+    for ((mut out, col), mean) in scratch
+        .centred
+        .column_iter_mut()
+        .zip(z.column_iter())
+        .zip(&means)
+    {
+        out.iter_mut()
+            .zip(col.iter())
+            .for_each(|(o, &v)| *o = v + -mean);
     }
     const NALGEBRA_SMALL_DIM: usize = 5;
     if d > NALGEBRA_SMALL_DIM && n > NALGEBRA_SMALL_DIM {
