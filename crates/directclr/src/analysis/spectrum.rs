@@ -49,22 +49,16 @@ fn covariance_into(z: &DMatrix<f64>, scratch: &mut CovarianceScratch) {
     // The column means as nalgebra's `mean` sums them (0 + z_0j + z_1j + … in row order, then
     // / N), but all columns at once, row by row: d independent chains of additions instead of
     // one column's chain waiting on each addition in turn.
+    let (zs, cs) = (z.as_slice(), scratch.centred.as_mut_slice());
     let mut means = vec![0.0; d];
     for i in 0..n {
         for (j, m) in means.iter_mut().enumerate() {
-            *m += z[(i, j)];
+            *m += zs[i + j * n];
         }
     }
-    means.iter_mut().for_each(|m| *m /= n as f64);
-    for ((mut out, col), mean) in scratch
-        .centred
-        .column_iter_mut()
-        .zip(z.column_iter())
-        .zip(&means)
-    {
-        out.iter_mut()
-            .zip(col.iter())
-            .for_each(|(o, &v)| *o = v + -mean);
+    for ((out, col), mean) in cs.chunks_exact_mut(n).zip(zs.chunks_exact(n)).zip(&means) {
+        let mean = mean / n as f64;
+        out.iter_mut().zip(col).for_each(|(o, &v)| *o = v + -mean);
     }
     const NALGEBRA_SMALL_DIM: usize = 5;
     if d > NALGEBRA_SMALL_DIM && n > NALGEBRA_SMALL_DIM {
