@@ -12,7 +12,8 @@ use directclr::loss::{InfoNce, Negatives};
 use directclr::theory::{
     closed_form::{
         eqn6_distance, fixed_x_solution, integrate_fixed_x, lemma1_weight_grad, lemma2, sorted_svd,
-        theorem2_invariant, theorem3_velocities, x_matrix,
+        sorted_svd_parts, sorted_symmetric_eigen, sorted_symmetric_eigenvalues, theorem2_invariant,
+        theorem3_velocities, x_matrix,
     },
     toy_loss::EmbeddingGrad,
     toy_net::random_orthogonal,
@@ -620,5 +621,30 @@ fn gradients_from_the_product_equal_backpropagation() {
             &net.product(),
         );
         assert!(within(err, tol), "L = {layers} product: {err:e} > {tol:e}");
+    }
+}
+
+/// The measurements' shortcuts give the full decompositions' values bit for bit: an SVD with
+/// only U, only V or neither requested (the last computes U all the same), and the eigenvalues
+/// without the eigenvectors.
+#[test]
+fn partial_decompositions_give_the_same_values() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for (rows, cols) in [(16, 16), (16, 16), (8, 16), (16, 8), (3, 3), (2, 2), (1, 4)] {
+        let w = gaussian(rows, cols, 1.0, &mut rng);
+        let full = sorted_svd(&w);
+        for (want_u, want_v) in [(true, true), (true, false), (false, true), (false, false)] {
+            let (values, u, v) = sorted_svd_parts(&w, want_u, want_v);
+            assert_eq!(values, full.values, "{rows}×{cols}, U {want_u}, V {want_v}");
+            assert_eq!(u.as_ref(), want_u.then_some(&full.u));
+            assert_eq!(v.as_ref(), want_v.then_some(&full.v));
+        }
+        if rows == cols {
+            let m = &w * w.transpose() + &w;
+            assert_eq!(
+                sorted_symmetric_eigenvalues(&m),
+                sorted_symmetric_eigen(&m).0
+            );
+        }
     }
 }

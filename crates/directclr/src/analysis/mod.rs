@@ -23,4 +23,7 @@ pub use rank::{
     alpha_req, effective_rank, participation_ratio, stable_rank, RankMetrics, RankOptions,
     ALPHA_REQ_RANKS, DEFAULT_COLLAPSE_THRESHOLD, RANKME_EPSILON,
 };
-pub use spectrum::{collapsed_dimensions, covariance, covariance_eigenvalues};
+pub use spectrum::{
+    collapsed_dimensions, covariance, covariance_eigenvalues, covariance_eigenvalues_with,
+    CovarianceScratch,
+};

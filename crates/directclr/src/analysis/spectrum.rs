@@ -1,20 +1,94 @@
 //! The spectrum of the paper's figures: the covariance of embeddings (Eqn 1) and its
 //! eigenvalues, which equal its singular values since it is symmetric positive semi-definite.
 
-use nalgebra::{DMatrix, SymmetricEigen};
+use nalgebra::DMatrix;
 
 /// The covariance of Eqn 1, C = 1/N · Σ_i (z_i − z̄)(z_i − z̄)ᵀ (divided by N, not N − 1).
 /// # Shapes
 /// z: [N, d] → [d, d]
 pub fn covariance(z: &DMatrix<f64>) -> DMatrix<f64> {
-    let n = z.nrows() as f64;
-    let mut centred = z.clone();
-    // Column by column: contiguous in nalgebra's column-major storage.
-    for mut col in centred.column_iter_mut() {
-        let mean = col.mean();
-        col.add_scalar_mut(-mean);
+    let mut scratch = CovarianceScratch::default();
+    covariance_into(z, &mut scratch);
+    scratch.covariance
+}
+
+/// Buffers for [`covariance_eigenvalues_with`], kept between calls so that repeated
+/// measurements of same-shaped embeddings allocate nothing.
+#[derive(Debug, Clone)]
+pub struct CovarianceScratch {
+    /// The centred copy of z. [N, d]
+    centred: DMatrix<f64>,
+    /// The covariance. [d, d]
+    covariance: DMatrix<f64>,
+}
+
+impl Default for CovarianceScratch {
+    fn default() -> Self {
+        CovarianceScratch {
+            centred: DMatrix::zeros(0, 0),
+            covariance: DMatrix::zeros(0, 0),
+        }
     }
-    centred.transpose() * &centred / n
+}
+
+/// Resizes `m` to `rows × cols` only if its shape differs (its values are overwritten next).
+fn reshape(m: &mut DMatrix<f64>, rows: usize, cols: usize) {
+    if m.shape() != (rows, cols) {
+        *m = DMatrix::zeros(rows, cols);
+    }
+}
+
+/// [`covariance`] into `scratch.covariance`: centred column by column into the reused buffer,
+/// then one product CᵀC with C read transposed in place (no transposed copy). The values are
+/// those of `centred.transpose() * &centred / n` bit for bit: the same column means, and the
+/// same matrixmultiply kernel on the same packed panels (nalgebra hands products with every
+/// side above 5 to matrixmultiply; smaller ones go through nalgebra itself, as before).
+fn covariance_into(z: &DMatrix<f64>, scratch: &mut CovarianceScratch) {
+    let (n, d) = z.shape();
+    reshape(&mut scratch.centred, n, d);
+    // The column means as nalgebra's `mean` sums them (0 + z_0j + z_1j + … in row order, then
+    // / N), but all columns at once, row by row: d independent chains of additions instead of
+    // one column's chain waiting on each addition in turn.
+    let (zs, cs) = (z.as_slice(), scratch.centred.as_mut_slice());
+    let mut means = vec![0.0; d];
+    for i in 0..n {
+        for (j, m) in means.iter_mut().enumerate() {
+            *m += zs[i + j * n];
+        }
+    }
+    for ((out, col), mean) in cs.chunks_exact_mut(n).zip(zs.chunks_exact(n)).zip(&means) {
+        let mean = mean / n as f64;
+        out.iter_mut().zip(col).for_each(|(o, &v)| *o = v + -mean);
+    }
+    const NALGEBRA_SMALL_DIM: usize = 5;
+    if d > NALGEBRA_SMALL_DIM && n > NALGEBRA_SMALL_DIM {
+        reshape(&mut scratch.covariance, d, d);
+        let c = &scratch.centred;
+        // SAFETY: A = Cᵀ is C's own storage read with swapped strides ([d, n]: row stride n,
+        // column stride 1), B = C ([n, d], strides 1 and n), the output is the separate
+        // [d, d] buffer (strides 1 and d); beta = 0, so its old values are never read.
+        unsafe {
+            matrixmultiply::dgemm(
+                d,
+                n,
+                d,
+                1.0,
+                c.as_ptr(),
+                n as isize,
+                1,
+                c.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                scratch.covariance.as_mut_ptr(),
+                1,
+                d as isize,
+            );
+        }
+    } else {
+        scratch.covariance = scratch.centred.transpose() * &scratch.centred;
+    }
+    scratch.covariance /= n as f64;
 }
 
 /// The eigenvalues of the covariance (Eqn 1) of `z`, in descending order (Figure 2's spectrum
@@ -22,8 +96,23 @@ pub fn covariance(z: &DMatrix<f64>) -> DMatrix<f64> {
 /// # Shapes
 /// z: [N, d] → d values
 pub fn covariance_eigenvalues(z: &DMatrix<f64>) -> Vec<f64> {
-    let c = covariance(z);
-    let mut values: Vec<f64> = SymmetricEigen::new(c).eigenvalues.iter().copied().collect();
+    covariance_eigenvalues_with(z, &mut CovarianceScratch::default())
+}
+
+/// [`covariance_eigenvalues`] with reused buffers. Only the eigenvalues are computed (nalgebra's
+/// `symmetric_eigenvalues`: the same tridiagonalisation and implicit QR sweeps as
+/// `SymmetricEigen::new`, without accumulating the eigenvectors, so the same values bit for
+/// bit).
+/// # Shapes
+/// z: [N, d] → d values
+pub fn covariance_eigenvalues_with(z: &DMatrix<f64>, scratch: &mut CovarianceScratch) -> Vec<f64> {
+    covariance_into(z, scratch);
+    let mut values: Vec<f64> = scratch
+        .covariance
+        .symmetric_eigenvalues()
+        .iter()
+        .copied()
+        .collect();
     values.sort_by(|a, b| b.total_cmp(a));
     values
 }
@@ -55,6 +144,37 @@ mod tests {
         );
         // Exact: a diagonal matrix needs no rotation, and nalgebra is pure Rust (no BLAS).
         assert_eq!(covariance_eigenvalues(&z), vec![2.0, 0.5]);
+    }
+
+    /// The buffered covariance and its eigenvalues-only spectrum equal the plain computation
+    /// (a transposed copy, nalgebra's product, the full eigen-decomposition) bit for bit, above
+    /// and below nalgebra's small-matrix threshold, and with buffers reused across shapes.
+    #[test]
+    fn buffered_spectrum_equals_the_plain_one() {
+        let mut scratch = CovarianceScratch::default();
+        for (n, d) in [(1000, 16), (1000, 8), (50, 3), (7, 6), (1000, 16)] {
+            let z = DMatrix::from_fn(n, d, |i, j| {
+                ((i * 31 + j * 17) % 97) as f64 / 97.0 - 0.3 + 0.01 * (i as f64).sin() * j as f64
+            });
+            let mut centred = z.clone();
+            for mut col in centred.column_iter_mut() {
+                let mean = col.mean();
+                col.add_scalar_mut(-mean);
+            }
+            let plain = centred.transpose() * &centred / n as f64;
+            assert_eq!(covariance(&z), plain, "{n}×{d}");
+            let mut values: Vec<f64> = nalgebra::SymmetricEigen::new(plain)
+                .eigenvalues
+                .iter()
+                .copied()
+                .collect();
+            values.sort_by(|a, b| b.total_cmp(a));
+            assert_eq!(
+                covariance_eigenvalues_with(&z, &mut scratch),
+                values,
+                "{n}×{d}"
+            );
+        }
     }
 
     #[test]

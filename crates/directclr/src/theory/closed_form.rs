@@ -135,6 +135,18 @@ pub fn sorted_symmetric_eigen(m: &DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
     (values, vectors)
 }
 
+/// The eigenvalues of [`sorted_symmetric_eigen`] alone, descending: bit for bit the same values
+/// (nalgebra's eigenvalue-only path runs the same tridiagonalisation and QR sweeps without
+/// accumulating the eigenvectors).
+/// # Shapes
+/// m: [d, d] → d values
+pub fn sorted_symmetric_eigenvalues(m: &DMatrix<f64>) -> Vec<f64> {
+    let sym = (m + m.transpose()) * 0.5;
+    let mut values: Vec<f64> = sym.symmetric_eigenvalues().iter().copied().collect();
+    values.sort_by(|a, b| b.total_cmp(a));
+    values
+}
+
 /// Theorem 1's solution for a fixed X: W(t) = W(0)·exp(X t), with exp(X t) = U·exp(Λt)·Uᵀ from
 /// the eigen-decomposition of the symmetric X.
 /// # Shapes
@@ -214,16 +226,39 @@ pub struct SortedSvd {
 
 /// The SVD of `w` with singular values sorted in descending order.
 pub fn sorted_svd(w: &DMatrix<f64>) -> SortedSvd {
-    let svd = w.clone().svd(true, true);
-    let u = svd.u.expect("requested U");
-    let vt = svd.v_t.expect("requested Vᵀ");
+    let (values, u, v) = sorted_svd_parts(w, true, true);
+    SortedSvd {
+        u: u.expect("requested U"),
+        values,
+        v: v.expect("requested V"),
+    }
+}
+
+/// [`sorted_svd`] computing U and V only when asked: the singular values, then U and V (as
+/// columns, in the same order) where requested. Accumulating U or Vᵀ only rotates them
+/// alongside the bidiagonal, so with at least one of them the singular values are those of
+/// [`sorted_svd`] bit for bit. With neither, U is computed all the same: nalgebra's
+/// values-only path solves its 2×2 blocks differently (without the sign fixing) and its values
+/// differ from the full SVD's by far more than rounding (up to 2% relative on the toy layers).
+/// # Shapes
+/// w: [d_out, d_in] → (k values, [d_out, k], [d_in, k])
+pub fn sorted_svd_parts(
+    w: &DMatrix<f64>,
+    want_u: bool,
+    want_v: bool,
+) -> (Vec<f64>, Option<DMatrix<f64>>, Option<DMatrix<f64>>) {
+    let svd = w.clone().svd(want_u || !want_v, want_v);
     let mut order: Vec<usize> = (0..svd.singular_values.len()).collect();
     order.sort_by(|&a, &b| svd.singular_values[b].total_cmp(&svd.singular_values[a]));
-    SortedSvd {
-        u: DMatrix::from_fn(u.nrows(), order.len(), |r, c| u[(r, order[c])]),
-        values: order.iter().map(|&k| svd.singular_values[k]).collect(),
-        v: DMatrix::from_fn(vt.ncols(), order.len(), |r, c| vt[(order[c], r)]),
-    }
+    let values = order.iter().map(|&k| svd.singular_values[k]).collect();
+    let u = svd
+        .u
+        .filter(|_| want_u)
+        .map(|u| DMatrix::from_fn(u.nrows(), order.len(), |r, c| u[(r, order[c])]));
+    let v = svd
+        .v_t
+        .map(|vt| DMatrix::from_fn(vt.ncols(), order.len(), |r, c| vt[(order[c], r)]));
+    (values, u, v)
 }
 
 /// The alignment matrix of Section 5.3, A = V2ᵀ·U1, between the right singular vectors of the

@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use super::{
     closed_form::{
-        alignment_matrix, diagonal_dominance, misalignment, sorted_svd, sorted_symmetric_eigen,
-        x_matrix,
+        alignment_matrix, diagonal_dominance, misalignment, sorted_svd_parts,
+        sorted_symmetric_eigenvalues, x_matrix,
     },
     config::{NoiseSupport, Precision, ToyConfig},
     head::{head_grads_normed, Head, HeadConfig},
@@ -22,7 +22,10 @@ use super::{
     toy_loss::ZNorm,
     toy_net::{Activation, ToyNet},
 };
-use crate::{analysis::covariance_eigenvalues, Error, Result};
+use crate::{
+    analysis::{covariance_eigenvalues_with, CovarianceScratch},
+    Error, Result,
+};
 
 /// The random streams of a run.
 #[derive(Clone, Copy)]
@@ -172,6 +175,41 @@ pub struct Trainer<T: Real> {
     /// The loss's [N, N] buffer, reused from step to step.
     scratch: Option<DMatrix<T>>,
     measure: ChaCha8Rng,
+    /// The buffers of [`Trainer::measure`], reused from measurement to measurement.
+    buffers: MeasureBuffers<T>,
+}
+
+/// The buffers of [`Trainer::measure`].
+struct MeasureBuffers<T: Real> {
+    /// The fresh samples. [eval_samples, d]
+    fresh: DMatrix<T>,
+    /// r in f64. [eval_samples, d]
+    r64: DMatrix<f64>,
+    /// The head's output z in f64. [eval_samples, d_z]
+    z64: DMatrix<f64>,
+    /// The covariance's buffers.
+    covariance: CovarianceScratch,
+}
+
+impl<T: Real> Default for MeasureBuffers<T> {
+    fn default() -> Self {
+        MeasureBuffers {
+            fresh: DMatrix::zeros(0, 0),
+            r64: DMatrix::zeros(0, 0),
+            z64: DMatrix::zeros(0, 0),
+            covariance: CovarianceScratch::default(),
+        }
+    }
+}
+
+/// `m` converted to f64 into `out` (reallocated only if its shape differs).
+fn copy_to_f64<T: Real>(m: &DMatrix<T>, out: &mut DMatrix<f64>) {
+    if out.shape() != m.shape() {
+        *out = DMatrix::zeros(m.nrows(), m.ncols());
+    }
+    for (o, v) in out.as_mut_slice().iter_mut().zip(m.as_slice()) {
+        *o = v.f64();
+    }
 }
 
 impl<T: Real> Trainer<T> {
@@ -214,6 +252,7 @@ impl<T: Real> Trainer<T> {
             scratch: None,
             noise: fast_stream(config.seed, Stream::Noise),
             measure: stream(config.seed, Stream::Measure),
+            buffers: MeasureBuffers::default(),
         }
     }
 
@@ -365,45 +404,70 @@ impl<T: Real> Trainer<T> {
 
     /// Takes the measurements of Figures 4–6 at the current weights; also returns the X
     /// estimate when the config asks for one.
+    ///
+    /// The fresh samples, their f64 copies and the covariance's buffers are reused from one
+    /// measurement to the next; eigen-decompositions whose vectors are not used compute the
+    /// eigenvalues only, and each layer's SVD accumulates only the singular vectors an alignment
+    /// reads. The values are those of computing everything afresh, bit for bit.
     pub fn measure(&mut self, step: usize, loss: Option<f64>) -> (ToyRecord, Option<DMatrix<f64>>) {
         let d = self.config.dim;
-        let mut fresh = vec![T::zero(); self.config.eval_samples * d];
-        T::fill_standard_normal(&mut self.measure, &mut fresh);
-        let fresh = DMatrix::from_vec(self.config.eval_samples, d, fresh);
-        let r_t = self.net.apply(&fresh);
+        let buf = &mut self.buffers;
+        if buf.fresh.shape() != (self.config.eval_samples, d) {
+            buf.fresh = DMatrix::zeros(self.config.eval_samples, d);
+        }
+        // The same draws, in the same (column-major) order, as a freshly allocated matrix.
+        T::fill_standard_normal(&mut self.measure, buf.fresh.as_mut_slice());
+        let r_t = self.net.apply(&buf.fresh);
         let head_spectrum = match self.head {
             Head::None => None,
-            _ => Some(covariance_eigenvalues(&to_f64(&self.head.forward(&r_t).z))),
+            _ => {
+                let z_t = self.head.forward(&r_t).z;
+                copy_to_f64(&z_t, &mut buf.z64);
+                Some(covariance_eigenvalues_with(&buf.z64, &mut buf.covariance))
+            }
         };
-        let z = to_f64(&r_t);
+        copy_to_f64(&r_t, &mut buf.r64);
+        let z = &buf.r64;
         // Singular values of r from the eigenvalues of the (uncentred) Gram matrix rᵀr.
         let representation_singular_values = self.measure_rank.then(|| {
             let mut gram = DMatrix::zeros(d, d);
-            gemm(1.0, &z, Op::T, &z, Op::N, 0.0, &mut gram);
-            sorted_symmetric_eigen(&gram)
-                .0
+            gemm(1.0, z, Op::T, z, Op::N, 0.0, &mut gram);
+            sorted_symmetric_eigenvalues(&gram)
                 .iter()
                 .map(|v| v.max(0.0).sqrt())
                 .collect()
         });
         let weights: Vec<DMatrix<f64>> = self.net.layers.iter().map(to_f64).collect();
-        let svds: Vec<_> = weights.iter().map(sorted_svd).collect();
-        let layer_singular_values = svds.iter().map(|s| s.values.clone()).collect();
-        // A = V_{l+1}ᵀ U_l (Section 5.3) from the decompositions just made.
+        // A = V_{l+1}ᵀ U_l (Section 5.3) needs U of every layer but the last and V of every
+        // layer but the first (none with one layer).
+        let nl = weights.len();
+        let svds: Vec<_> = weights
+            .iter()
+            .enumerate()
+            .map(|(l, w)| sorted_svd_parts(w, l + 1 < nl, l > 0))
+            .collect();
+        let layer_singular_values = svds.iter().map(|s| s.0.clone()).collect();
         let alignment = svds
             .windows(2)
-            .map(|s| diagonal_dominance(&(s[1].v.transpose() * &s[0].u)))
+            .map(|s| {
+                let (v_upper, u_lower) = (
+                    s[1].2.as_ref().expect("V of an upper layer"),
+                    s[0].1.as_ref().expect("U of a lower layer"),
+                );
+                diagonal_dominance(&(v_upper.transpose() * u_lower))
+            })
             .collect();
         let misalignment = weights
             .windows(2)
             .map(|w| misalignment(&w[0], &w[1]))
             .collect();
+        let embedding_spectrum = covariance_eigenvalues_with(z, &mut buf.covariance);
         let x = self.estimate_x();
-        let x_eigenvalues = x.as_ref().map(|x| sorted_symmetric_eigen(x).0);
+        let x_eigenvalues = x.as_ref().map(|x| sorted_symmetric_eigenvalues(x));
         let record = ToyRecord {
             step,
             loss,
-            embedding_spectrum: covariance_eigenvalues(&z),
+            embedding_spectrum,
             representation_singular_values,
             head_spectrum,
             layer_singular_values,
