@@ -11,7 +11,8 @@ criterion): an ordering involving it is reported as no evidence. Per rung and co
 head and each other head: "paper" when the no-projector r is the lower (more collapsed, as
 Figures 7b and 9), "reversed" when it is the higher, with the difference Δ (other − no
 projector); "(within spread)" when |Δ| is smaller than the larger sample sd of the two (three
-seeds) — such a gap is not evidence either way.
+seeds) — such a gap is not evidence either way. The last column gives the collapsed counts of r
+at 1e-6 per head: the tail of the spectrum, which the effective rank barely weighs.
 
 Usage: summarise.py OUT
 """
@@ -115,7 +116,7 @@ def toy(out, rows, verdicts):
                 f"| toy | {cond} | {by_head['no-projector']:.2f} | "
                 f"{by_head['linear-projector']:.2f} | {by_head['directclr']:.2f} | "
                 f"{pair(st['no-projector'], st['linear-projector'])} | "
-                f"{pair(st['no-projector'], st['directclr'])} |"
+                f"{pair(st['no-projector'], st['directclr'])} | – |"
             )
 
 
@@ -168,11 +169,12 @@ def main(out):
                                 + " never left chance")
                     return pair(st["no-projector"], st[other])
 
+                c6 = " / ".join(fmt(by_head[h]["c6"], 1) for h in HEADS)
                 verdicts.append(
                     f"| {rung} | {cond} | {fmt(by_head['no-projector']['erank'])} | "
                     f"{fmt(by_head['linear-projector']['erank'])} | "
                     f"{fmt(by_head['directclr']['erank'])} | "
-                    f"{verdict('linear-projector')} | {verdict('directclr')} |"
+                    f"{verdict('linear-projector')} | {verdict('directclr')} | {c6} |"
                 )
     print("| rung | augmentations | head | seeds | effective rank of r | r collapsed 1e-4 | "
           "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | loss, epoch 1 → last |")
@@ -180,8 +182,9 @@ def main(out):
     print("\n".join(rows))
     print()
     print("| rung | augmentations | eff. rank r: no projector | linear projector | DirectCLR | "
-          "ordering vs linear projector (Δ) | ordering vs DirectCLR (Δ) |")
-    print("|---|---|---:|---:|---:|---|---|")
+          "ordering vs linear projector (Δ) | ordering vs DirectCLR (Δ) | "
+          "r collapsed 1e-6: none / linear / DirectCLR |")
+    print("|---|---|---:|---:|---:|---|---|---|")
     print("\n".join(verdicts))
     print(f"\nChance-level loss ln(255) = {CHANCE:.3f}; left chance below {LEFT_CHANCE:.3f}.")
 
