@@ -111,12 +111,9 @@ impl EncoderConfig {
                 Stem::Cifar => 8,
                 Stem::ImageNet => 32,
             },
-            EncoderConfig::Small(c) => match c.arch {
-                SmallArch::Cnn | SmallArch::ResidualCnn => {
-                    1 << c.stages.clamp(1, 16).saturating_sub(1)
-                }
-                _ => 1,
-            },
+            // The convolutional networks' bound depends on `stages`, which
+            // [`SmallConfig::validate`] checks first, naming `model.stages`.
+            EncoderConfig::Small(_) => 1,
         }
     }
 
