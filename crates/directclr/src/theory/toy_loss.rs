@@ -155,12 +155,18 @@ impl<T: Real> EmbeddingGrad<T> {
                 gemm(s, at, Op::T, z1, Op::N, T::zero(), &mut g1);
                 gemm(s, at, Op::N, z1, Op::N, T::one(), &mut g1);
                 let mut g2 = z2 - z1;
-                for (i, (&a, &c)) in positive.iter().zip(col_sum).enumerate() {
-                    let w = s * (T::one() - a);
-                    let mut r2 = g2.row_mut(i);
-                    r2 *= w;
-                    let mut r1 = g1.row_mut(i);
-                    r1 -= z1.row(i) * (s * c) + z2.row(i) * w;
+                // Row i: w_i = s(1 − a_i), g2_i *= w_i, g1_i −= s·c_i·z1_i + w_i·z2_i; element by
+                // element over contiguous columns, without temporary rows.
+                let w: Vec<T> = positive.iter().map(|&a| s * (T::one() - a)).collect();
+                let sc: Vec<T> = col_sum.iter().map(|&c| s * c).collect();
+                let n = z1.nrows();
+                for (k, g2_col) in g2.as_mut_slice().chunks_exact_mut(n).enumerate() {
+                    let g1_col = &mut g1.as_mut_slice()[k * n..(k + 1) * n];
+                    let (z1_col, z2_col) = (z1.column(k), z2.column(k));
+                    for i in 0..n {
+                        g2_col[i] *= w[i];
+                        g1_col[i] -= z1_col[i] * sc[i] + z2_col[i] * w[i];
+                    }
                 }
                 (g1, g2)
             }
@@ -351,7 +357,13 @@ impl ToyLoss {
                     for (j, v) in col.iter_mut().enumerate() {
                         *v = -(sq[i] + sq[j] - *v - *v) * half;
                     }
-                    let d2 = (z1.row(i) - z2.row(i)).norm_squared();
+                    // |z1_i − z2_i|², summed in column order as nalgebra's norm_squared (no
+                    // temporary row).
+                    let mut d2 = T::zero();
+                    for k in 0..z1.ncols() {
+                        let dk = z1[(i, k)] - z2[(i, k)];
+                        d2 += dk * dk;
+                    }
                     col[i] = -d2 * half;
                     positives += col[i].f64();
                 }
@@ -360,8 +372,14 @@ impl ToyLoss {
                 for i in 0..n {
                     at[(i, i)] = T::zero();
                 }
-                // c_i = Σ_j α_ji = row i of Aᵀ.
-                let col_sum: Vec<T> = (0..n).map(|i| at.row(i).sum()).collect();
+                // c_i = Σ_j α_ji = row i of Aᵀ, accumulated column by column (contiguous) in the
+                // order j = 0, 1, … of a row sum.
+                let mut col_sum = vec![T::zero(); n];
+                for col in at.as_slice().chunks_exact(n) {
+                    for (c, &v) in col_sum.iter_mut().zip(col) {
+                        *c += v;
+                    }
+                }
                 EmbeddingGrad {
                     loss: (lse - positives) / n as f64,
                     scale,
