@@ -11,7 +11,9 @@
 #   mlp           one hidden layer of 512 with ReLU             (+ the nonlinearity)
 #   conv          one 3×3 conv (64 channels), ReLU, avg-pool    (weight sharing + pooling instead)
 #   cnn           CIFAR stem + 4 plain stages (8…64 ch), BN     (+ depth, normalisation)
-#   residual_cnn  the same with the ResNet's shortcuts          (+ residuals)
+#   residual_cnn_gamma1  cnn + the ResNet's shortcuts, every block's last BN γ at 1 as the
+#                 plain cnn's                                   (+ residuals alone)
+#   residual_cnn  the same with zero_init_residual (last γ 0)   (+ the ResNet's initialisation)
 #   resnet18      the quick start's ResNet-18, width 0.125      (+ a second block per stage)
 # each under three augmentation conditions:
 #   authors       the authors' recipe at 32 px (the quick start's)
@@ -42,7 +44,7 @@ bin="$root/target/release/directclr"
 # libtorch threads per run: 2 on idle cores; 1 when other jobs share them (oversubscribed OpenMP
 # threads spin, and a run then slows 10-30×).
 threads="${THREADS:-2}"
-read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn resnet18}"
+read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn_gamma1 residual_cnn resnet18}"
 read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
 
 model_table() {
@@ -51,6 +53,7 @@ model_table() {
     deep_linear | mlp) printf 'arch = "%s"\ndim = 64\nhidden = 512\n' "$1" ;;
     conv) printf 'arch = "conv"\ndim = 64\n' ;;
     cnn | residual_cnn) printf 'arch = "%s"\ndim = 64\nstages = 4\n' "$1" ;;
+    residual_cnn_gamma1) printf 'arch = "residual_cnn"\ndim = 64\nstages = 4\nzero_init_residual = false\n' ;;
     resnet18) printf 'arch = "resnet18"\nstem = "cifar"\nwidth_multiplier = 0.125\nzero_init_residual = true\n' ;;
     *) echo "unknown rung \`$1\`" >&2; exit 2 ;;
   esac

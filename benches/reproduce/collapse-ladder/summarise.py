@@ -23,7 +23,8 @@ import os
 import statistics
 import sys
 
-RUNGS = ["linear", "deep_linear", "mlp", "conv", "cnn", "residual_cnn", "resnet18"]
+RUNGS = ["linear", "deep_linear", "mlp", "conv", "cnn", "residual_cnn_gamma1", "residual_cnn",
+         "resnet18"]
 CONDITIONS = ["authors", "strong", "weak"]
 HEADS = ["no-projector", "linear-projector", "directclr"]
 

@@ -39,6 +39,7 @@ fn small(arch: SmallArch, dim: i64, hidden: i64, stages: usize) -> EncoderConfig
         dim,
         hidden,
         stages,
+        zero_init_residual: true,
     })
 }
 
@@ -53,6 +54,15 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
     assert_eq!(
         parse("arch = \"residual_cnn\"\nstages = 3").unwrap().model,
         small(SmallArch::ResidualCnn, 64, 512, 3)
+    );
+    assert_eq!(
+        parse("arch = \"residual_cnn\"\nzero_init_residual = false")
+            .unwrap()
+            .model,
+        EncoderConfig::Small(SmallConfig {
+            zero_init_residual: false,
+            ..SmallConfig::new(SmallArch::ResidualCnn)
+        })
     );
     assert_eq!(
         parse("arch = \"deep_linear\"\nhidden = 7").unwrap().model,
@@ -79,6 +89,10 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
         ("arch = \"linear\"\nhidden = 10", "model.hidden"),
         ("arch = \"deep_linear\"\nstages = 2", "model.stages"),
         ("arch = \"mlp\"\nstages = 2", "model.stages"),
+        (
+            "arch = \"cnn\"\nzero_init_residual = true",
+            "model.zero_init_residual",
+        ),
         ("arch = \"resnet18\"\ndim = 10", "model.dim"),
         ("arch = \"transformer\"", "model.arch"),
     ] {
@@ -132,6 +146,8 @@ fn a_resnet_model_table_is_written_back_as_before_and_a_small_one_round_trips() 
     for body in [
         "arch = \"mlp\"\ndim = 48\nhidden = 96",
         "arch = \"cnn\"\nstages = 2\ndim = 16",
+        "arch = \"residual_cnn\"\nzero_init_residual = false",
+        "arch = \"residual_cnn\"",
         "arch = \"conv\"",
     ] {
         let c = parse(body).unwrap();
@@ -182,10 +198,10 @@ fn the_linear_and_mlp_encoders_equal_loop_references() {
         tch::manual_seed(3);
         let vs = nn::VarStore::new(Device::Cpu);
         let config = SmallConfig {
-            arch,
             dim: 3,
             hidden: 5,
             stages: 1,
+            ..SmallConfig::new(arch)
         };
         let enc = SmallEncoder::new(&vs.root(), config, side).unwrap();
         let r = enc.forward_t(&x, true).unwrap();
@@ -285,18 +301,20 @@ fn the_conv_encoder_equals_a_loop_reference() {
 #[test]
 fn the_plain_network_has_no_shortcut_and_the_residual_one_starts_as_the_identity() {
     let _g = generator();
-    let build = |arch, stages| {
+    let build_with = |arch, stages, zero_init_residual| {
         tch::manual_seed(9);
         let vs = nn::VarStore::new(Device::Cpu);
         let config = SmallConfig {
-            arch,
             dim: 16,
             hidden: 1,
             stages,
+            zero_init_residual,
+            ..SmallConfig::new(arch)
         };
         let e = SmallEncoder::new(&vs.root(), config, 8).unwrap();
         (vs, e)
     };
+    let build = |arch, stages| build_with(arch, stages, true);
     let names = |e: &SmallEncoder| -> Vec<String> {
         e.named_tensors()
             .iter()
@@ -334,11 +352,15 @@ fn the_plain_network_has_no_shortcut_and_the_residual_one_starts_as_the_identity
         [16, 16, 3, 3]
     );
     // One residual stage with zero_init_residual is the identity on the stem's (non-negative)
-    // output: r = avgpool(relu(bn1(conv1 x))), exactly; the plain stage is not.
+    // output: r = avgpool(relu(bn1(conv1 x))), exactly; the plain stage is not, nor the
+    // residual one without zero_init_residual (its last γ starts at 1, as the plain one's).
     let (_v3, res1) = build(SmallArch::ResidualCnn, 1);
     let (_v4, plain1) = build(SmallArch::Cnn, 1);
+    let (_v5, res1_unit) = build_with(SmallArch::ResidualCnn, 1, false);
+    assert_eq!(values(tensor(&res1, "layer1.0.bn2.weight")), [0.0; 16]);
+    assert_eq!(values(tensor(&res1_unit, "layer1.0.bn2.weight")), [1.0; 16]);
     let x = uniform(&[4, 3, 8, 8], 13);
-    for (enc, identity) in [(&res1, true), (&plain1, false)] {
+    for (enc, identity) in [(&res1, true), (&plain1, false), (&res1_unit, false)] {
         let stem = x
             .conv2d(
                 tensor(enc, "conv1.weight"),

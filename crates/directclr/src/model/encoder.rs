@@ -18,6 +18,7 @@
 //! dim = 64                     # r's dimension
 //! hidden = 512                 # deep_linear and mlp only
 //! stages = 4                   # cnn and residual_cnn only
+//! zero_init_residual = true    # residual_cnn only (as the ResNets')
 //! ```
 //!
 //! A ResNet configuration is written back exactly as before the small encoders existed, so run
@@ -87,9 +88,11 @@ impl EncoderConfig {
                 SmallArch::Mlp | SmallArch::DeepLinear => {
                     format!("{}, {} hidden", c.arch, c.hidden)
                 }
-                SmallArch::Cnn | SmallArch::ResidualCnn => {
-                    format!("{}, {} stages", c.arch, c.stages)
+                SmallArch::Cnn => format!("{}, {} stages", c.arch, c.stages),
+                SmallArch::ResidualCnn if !c.zero_init_residual => {
+                    format!("{}, {} stages, no zero-init residual", c.arch, c.stages)
                 }
+                SmallArch::ResidualCnn => format!("{}, {} stages", c.arch, c.stages),
                 _ => c.arch.to_string(),
             },
         }
@@ -298,11 +301,17 @@ impl TryFrom<ModelTable> for EncoderConfig {
                 for (key, set) in [
                     ("stem", t.stem.is_some()),
                     ("width_multiplier", t.width_multiplier.is_some()),
-                    ("zero_init_residual", t.zero_init_residual.is_some()),
                 ] {
                     if set {
                         return refuse(key, arch.name(), "the ResNets");
                     }
+                }
+                if t.zero_init_residual.is_some() && arch != SmallArch::ResidualCnn {
+                    return refuse(
+                        "zero_init_residual",
+                        arch.name(),
+                        "the ResNets and arch `residual_cnn`",
+                    );
                 }
                 if t.hidden.is_some() && !arch.has_hidden() {
                     return refuse("hidden", arch.name(), "arch `deep_linear` and `mlp`");
@@ -316,6 +325,7 @@ impl TryFrom<ModelTable> for EncoderConfig {
                     dim: t.dim.unwrap_or(d.dim),
                     hidden: t.hidden.unwrap_or(d.hidden),
                     stages: t.stages.unwrap_or(d.stages),
+                    zero_init_residual: t.zero_init_residual.unwrap_or(d.zero_init_residual),
                 }))
             }
         }
@@ -338,6 +348,8 @@ impl From<EncoderConfig> for ModelTable {
                 hidden: c.arch.has_hidden().then_some(c.hidden),
                 stages: matches!(c.arch, SmallArch::Cnn | SmallArch::ResidualCnn)
                     .then_some(c.stages),
+                zero_init_residual: (c.arch == SmallArch::ResidualCnn)
+                    .then_some(c.zero_init_residual),
                 ..Default::default()
             },
         }

@@ -40,8 +40,8 @@ pub enum SmallArch {
     /// the ResNet's (`conv1`, `bn1`, `layer1.0.conv1`, …).
     Cnn,
     /// [`SmallArch::Cnn`] with the ResNet's shortcuts (identity, or a 1×1 conv + BN
-    /// `downsample` where the shape changes) and `zero_init_residual`: a ResNet with one
-    /// basic block per stage.
+    /// `downsample` where the shape changes) and, unless `zero_init_residual = false`,
+    /// `zero_init_residual`: a ResNet with one basic block per stage.
     ResidualCnn,
 }
 
@@ -95,6 +95,9 @@ pub struct SmallConfig {
     pub hidden: i64,
     /// Number of stages (cnn, residual_cnn only).
     pub stages: usize,
+    /// Whether the last BN of each residual block starts at γ = 0, so that every block starts
+    /// as its shortcut (residual_cnn only; `true` as the quick start's ResNet).
+    pub zero_init_residual: bool,
 }
 
 impl SmallConfig {
@@ -106,6 +109,7 @@ impl SmallConfig {
             dim: 64,
             hidden: 512,
             stages: 4,
+            zero_init_residual: true,
         }
     }
 
@@ -276,7 +280,7 @@ impl SmallEncoder {
                         c_in,
                         planes,
                         stride,
-                        residual,
+                        residual && config.zero_init_residual,
                         residual,
                     )?);
                     c_in = planes;
