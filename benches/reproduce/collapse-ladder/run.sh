@@ -29,7 +29,7 @@
 # first 2,000 test images); summarise.py writes the table of RESULTS.md from their eval.json.
 #
 # Usage: benches/reproduce/collapse-ladder/run.sh [OUT]        (default out/collapse-ladder)
-#   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 to choose; the linear and MLP rungs
+#   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 JOBS=2 to choose; the linear and MLP rungs
 #   always run seeds 0, 1, 2 (seconds each; deep_linear too). Finished runs are reused, interrupted ones resumed.
 # Time on 2 cores, 5 epochs: linear and mlp seconds, conv ~1 min, cnn and residual_cnn under 1 min,
 # resnet18 ~2.5 min per run; the whole ladder (one seed above the MLP) under an hour.
@@ -44,6 +44,10 @@ bin="$root/target/release/directclr"
 # libtorch threads per run: 2 on idle cores; 1 when other jobs share them (oversubscribed OpenMP
 # threads spin, and a run then slows 10-30×).
 threads="${THREADS:-2}"
+# rung × condition runs at a time: JOBS=2 THREADS=1 keeps both cores busy with one process
+# each (the small rungs use two threads poorly).
+parallel="${JOBS:-1}"
+[[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, not \`$parallel\`" >&2; exit 2; }
 read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn_gamma1 residual_cnn resnet18}"
 read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
 
@@ -75,33 +79,67 @@ augment_tables() {
   esac
 }
 
-for rung in "${rungs[@]}"; do
+# One rung × condition (or the toy rung): writes its configs, runs `directclr reproduce`, prints
+# its time; a failure leaves FAILED in the folder and the log's tail on stderr.
+run_one() { # rung condition
+  local rung=$1 cond=$2 dir seeds start
   if [[ "$rung" == toy ]]; then
+    dir="$out/toy"
+    mkdir -p "$dir"
+    rm -f "$dir/FAILED"
+    start=$SECONDS
     "$bin" --threads "$threads" theory projector --heads none,linear,direct-clr --z-norm l2 \
-      --out "$out/toy" > "$out/toy.log" 2>&1 || { tail -5 "$out/toy.log" >&2; exit 1; }
-    echo "toy: done"
-    continue
+      --out "$dir" > "$out/toy.log" 2>&1 || { tail -5 "$out/toy.log" >&2; touch "$dir/FAILED"; return 1; }
+    echo "toy: $((SECONDS - start)) s"
+    return 0
   fi
   case "$rung" in
     linear | deep_linear | mlp) seeds="[0, 1, 2]" ;;
     *) seeds="${SEEDS:-[0]}" ;;
   esac
-  for cond in "${conditions[@]}"; do
-    dir="$out/$rung-$cond"
-    mkdir -p "$dir"
-    {
-      cat "$here/base.toml"
-      printf '\n[model]\n'
-      model_table "$rung"
-      printf '\n'
-      augment_tables "$cond"
-    } > "$dir/pretrain.toml"
-    sed -e "s|@TITLE@|Collapse ladder: $rung, $cond augmentations|" -e "s|@SEEDS@|$seeds|" \
-      "$here/reproduce.toml" > "$dir/reproduce.toml"
-    start=$SECONDS
-    "$bin" --threads "$threads" reproduce --config "$dir/reproduce.toml" --out "$dir" --quiet > "$dir/reproduce.log" 2>&1 \
-      || { echo "$rung-$cond failed: see $dir/reproduce.log" >&2; tail -5 "$dir/reproduce.log" >&2; exit 1; }
-    echo "$rung-$cond: $((SECONDS - start)) s"
+  dir="$out/$rung-$cond"
+  mkdir -p "$dir"
+  rm -f "$dir/FAILED"
+  {
+    cat "$here/base.toml"
+    printf '\n[model]\n'
+    model_table "$rung"
+    printf '\n'
+    augment_tables "$cond"
+  } > "$dir/pretrain.toml"
+  sed -e "s|@TITLE@|Collapse ladder: $rung, $cond augmentations|" -e "s|@SEEDS@|$seeds|" \
+    "$here/reproduce.toml" > "$dir/reproduce.toml"
+  start=$SECONDS
+  if ! "$bin" --threads "$threads" reproduce --config "$dir/reproduce.toml" --out "$dir" --quiet \
+      > "$dir/reproduce.log" 2>&1; then
+    echo "$rung-$cond failed: see $dir/reproduce.log" >&2
+    tail -5 "$dir/reproduce.log" >&2
+    touch "$dir/FAILED"
+    return 1
+  fi
+  echo "$rung-$cond: $((SECONDS - start)) s"
+}
+
+# An unknown rung or condition stops here, before any run.
+for cond in "${conditions[@]}"; do augment_tables "$cond" > /dev/null; done
+for rung in "${rungs[@]}"; do [[ "$rung" == toy ]] || model_table "$rung" > /dev/null; done
+
+# Every rung × condition, JOBS at a time (each a separate process with THREADS libtorch threads).
+for rung in "${rungs[@]}"; do
+  [[ "$rung" == toy ]] && todo=(toy) || todo=("${conditions[@]}")
+  for cond in "${todo[@]}"; do
+    if (( parallel == 1 )); then
+      run_one "$rung" "$cond" || exit 1
+    else
+      while (( $(jobs -rp | wc -l) >= parallel )); do sleep 1; done
+      run_one "$rung" "$cond" &
+    fi
   done
 done
+wait
+if compgen -G "$out/*/FAILED" > /dev/null; then
+  echo "failed: $(compgen -G "$out/*/FAILED" | xargs -n1 dirname | xargs -n1 basename | tr '\n' ' ')" >&2
+  exit 1
+fi
+echo "ladder: $SECONDS s in all"
 python3 "$here/summarise.py" "$out" | tee "$out/ladder.md"
