@@ -334,8 +334,34 @@ fn collapsed_dimensions_of_embeddings_like_the_paper() {
     // variance ≲ 1e-15) is ≲ 1e-12 of λ₁; live: λ/λ₁ ≥ 0.3² = 0.09. Both six decades or more
     // from the 1e-6 threshold, whatever the kernels' rounding.
     assert_eq!(m.collapsed_dimensions, collapsed as usize);
+    // The rotation spreads the collapsed directions over every coordinate: each coordinate's
+    // variance is a weighted mean of the λ's, ~(88/128)·0.4 of λ₁ on average, none near 1e-6.
+    assert_eq!(m.constant_coordinates, Some(0));
     // Structural bounds: 88 live dimensions with variances 0.09..1 (RankMe of σ ∝ 0.3..1).
     assert!(m.effective_rank < (d - collapsed) as f64 && m.effective_rank > 40.0);
+}
+
+#[test]
+fn dead_coordinates_are_told_apart_from_collapsed_directions() {
+    // 16-d non-negative embeddings (as pooled ReLU features): coordinates 0 and 1 are zero for
+    // every sample (dead channels), coordinate 3 copies coordinate 2 (a collapsed direction,
+    // (e₂ − e₃)/√2, that mixes two live coordinates). Zero columns stay zero and equal columns
+    // stay equal under the row normalisation, so the three eigenvalues are zero up to the
+    // eigensolver's rounding (≲ d·ε64·λ₁ ≈ 4e-15 λ₁, nine decades below 1e-6) and the
+    // variances of the 14 live coordinates are of the order of λ₁/16.
+    let (n, d) = (500, 16);
+    let live = gaussian(n, d, 60).abs();
+    let dead = Tensor::zeros([n, 2], (Kind::Double, Device::Cpu));
+    let z = Tensor::cat(&[dead, live.narrow(1, 2, 1), live.narrow(1, 2, 1), live.narrow(1, 4, 12)], 1);
+    assert_eq!(z.size(), [n, d]);
+    let m = RankMetrics::from_embeddings(&z, &RankOptions::default()).unwrap();
+    assert_eq!(m.collapsed_dimensions, 3);
+    assert_eq!(m.constant_coordinates, Some(2));
+    // From spectra alone the coordinates are unknown.
+    let ev = embedding_spectrum(&z, RowNormalisation::L2).unwrap();
+    let sv: Vec<f64> = ev.iter().map(|v| v.max(0.0).sqrt()).collect();
+    let m = RankMetrics::from_spectra(&ev, &sv, &RankOptions::default()).unwrap();
+    assert_eq!(m.constant_coordinates, None);
 }
 
 #[test]
@@ -350,6 +376,12 @@ fn metrics_serialise_for_the_log() {
         "{json}"
     );
     assert_eq!(serde_json::from_str::<RankMetrics>(&json).unwrap(), m);
+    assert!(json.contains("\"constant_coordinates\":0"), "{json}");
+    // A log written before `constant_coordinates` existed reads back with it unknown.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("constant_coordinates");
+    let back: RankMetrics = serde_json::from_value(old).unwrap();
+    assert_eq!(back.constant_coordinates, None);
     // Five dimensions: α-ReQ is undefined and logged as null.
     let m = RankMetrics::from_embeddings(&gaussian(200, 5, 51), &RankOptions::default()).unwrap();
     assert_eq!(m.alpha_req, None);

@@ -283,7 +283,7 @@ fn print_metrics(a: &SpectrumArgs, s: &Spectrum) {
     let m = &s.metrics;
     println!(
         "{} ({}{}, {} samples, {}-d): effective rank {:.1}, stable rank {:.2}, participation \
-         ratio {:.2}, α-ReQ {}, collapsed {} (λ/λ1 < {:e})",
+         ratio {:.2}, α-ReQ {}, collapsed {} (λ/λ1 < {:e}){}",
         s.label,
         a.space.symbol(),
         a.slice,
@@ -294,7 +294,11 @@ fn print_metrics(a: &SpectrumArgs, s: &Spectrum) {
         m.participation_ratio,
         m.alpha_req.map_or("n/a".to_string(), |v| format!("{v:.3}")),
         m.collapsed_dimensions,
-        m.collapse_threshold
+        m.collapse_threshold,
+        m.constant_coordinates.map_or(String::new(), |c| format!(
+            ", constant coordinates {c} (variance < {:e} λ1: dead units)",
+            m.collapse_threshold
+        ))
     );
 }
 

@@ -24,6 +24,7 @@ pub use rank::{
     ALPHA_REQ_RANKS, DEFAULT_COLLAPSE_THRESHOLD, RANKME_EPSILON,
 };
 pub use spectrum::{
-    collapsed_dimensions, covariance, covariance_eigenvalues, covariance_eigenvalues_with,
+    collapsed_dimensions, constant_coordinates, covariance, covariance_eigenvalues,
+    covariance_eigenvalues_with,
     CovarianceScratch,
 };

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use super::embedding_spectrum::{embedding_moments, Moments, RowNormalisation};
-use super::spectrum::collapsed_dimensions;
+use super::spectrum::{collapsed_dimensions, constant_coordinates};
 use crate::{Error, Result};
 
 /// The ε added to every normalised singular value by RankMe (Garrido et al. 2023).
@@ -209,6 +209,15 @@ pub struct RankMetrics {
     pub collapsed_dimensions: usize,
     /// The relative threshold used for `collapsed_dimensions`.
     pub collapse_threshold: f64,
+    /// Coordinates k whose variance C_kk is below `collapse_threshold`·λ₁: collapse along the
+    /// coordinate axes, such as ReLU channels that are zero (dead) for every sample, as opposed
+    /// to a collapsed direction that mixes coordinates. m such coordinates imply m collapsed
+    /// eigenvalues at m·`collapse_threshold` (their principal submatrix has trace below
+    /// m·threshold·λ₁, and by interlacing the m smallest eigenvalues of C are below its
+    /// largest). Known only with the covariance itself ([`RankMetrics::from_moments`]); `None`
+    /// from spectra alone and in logs written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constant_coordinates: Option<usize>,
 }
 
 impl RankMetrics {
@@ -234,6 +243,16 @@ impl RankMetrics {
         };
         let mut metrics = Self::from_spectra(&eigenvalues, &singular_values, &options)?;
         metrics.samples = moments.count();
+        let variances = Vec::<f64>::try_from(
+            &moments
+                .covariance()
+                .f_diagonal(0, 0, 1)?
+                .f_to_kind(tch::Kind::Double)?
+                .f_to(tch::Device::Cpu)?
+                .f_contiguous()?,
+        )?;
+        metrics.constant_coordinates =
+            Some(constant_coordinates(&variances, &eigenvalues, collapse_threshold));
         Ok(metrics)
     }
 
@@ -279,6 +298,7 @@ impl RankMetrics {
             alpha_req: alpha,
             collapsed_dimensions: collapsed_dimensions(eigenvalues, options.collapse_threshold),
             collapse_threshold: options.collapse_threshold,
+            constant_coordinates: None,
         })
     }
 }

@@ -127,6 +127,18 @@ pub fn collapsed_dimensions(spectrum: &[f64], relative: f64) -> usize {
     }
 }
 
+/// The number of coordinates whose variance is below `relative`·λ₁ (all of them if λ₁ ≤ 0):
+/// collapse along the coordinate axes, such as dead ReLU channels
+/// ([`RankMetrics::constant_coordinates`](super::RankMetrics::constant_coordinates)).
+/// `variances` are the covariance's diagonal; `spectrum` its eigenvalues in descending order.
+pub fn constant_coordinates(variances: &[f64], spectrum: &[f64], relative: f64) -> usize {
+    match spectrum.first() {
+        Some(&top) if top > 0.0 => variances.iter().filter(|&&v| v / top < relative).count(),
+        Some(_) => variances.len(),
+        None => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
