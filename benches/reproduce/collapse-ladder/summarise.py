@@ -12,7 +12,9 @@ head and each other head: "paper" when the no-projector r is the lower (more col
 Figures 7b and 9), "reversed" when it is the higher, with the difference Δ (other − no
 projector); "(within spread)" when |Δ| is smaller than the larger sample sd of the two (three
 seeds) — such a gap is not evidence either way. The last column gives the collapsed counts of r
-at 1e-6 per head: the tail of the spectrum, which the effective rank barely weighs.
+at 1e-6 per head: the tail of the spectrum, which the effective rank barely weighs; the next how
+many coordinates of r have a variance below 1e-6 λ₁ (dead units: collapse along the axes), where
+the evaluation recorded it ("–" for evaluations written before directclr 7e0ec55).
 
 Usage: summarise.py OUT
 """
@@ -117,7 +119,7 @@ def toy(out, rows, verdicts):
                 f"| toy | {cond} | {by_head['no-projector']:.2f} | "
                 f"{by_head['linear-projector']:.2f} | {by_head['directclr']:.2f} | "
                 f"{pair(st['no-projector'], st['linear-projector'])} | "
-                f"{pair(st['no-projector'], st['directclr'])} | – |"
+                f"{pair(st['no-projector'], st['directclr'])} | – | – |"
             )
 
 
@@ -138,11 +140,16 @@ def main(out):
                 ev_z = r["spectrum_z"]["eigenvalues"]
                 folder = os.path.join(out, f"{rung}-{cond}", "runs", r["folder"])
                 h = by_head.setdefault(r["name"], {k: [] for k in
-                                                   ("erank", "c4", "c6", "z4", "probe", "first",
-                                                    "loss")})
+                                                   ("erank", "c4", "c6", "dead", "z4", "probe",
+                                                    "first", "loss")})
                 h["erank"].append(r["spectrum_r"]["metrics"]["effective_rank"])
                 h["c4"].append(collapsed(ev_r, 1e-4))
                 h["c6"].append(collapsed(ev_r, 1e-6))
+                # Coordinates of r with variance below 1e-6 λ₁ (dead units), where the
+                # evaluation recorded them (directclr 7e0ec55 on; older eval.json files lack it).
+                dead = r["spectrum_r"]["metrics"].get("constant_coordinates")
+                if dead is not None and r["spectrum_r"]["metrics"]["collapse_threshold"] == 1e-6:
+                    h["dead"].append(dead)
                 h["z4"].append(collapsed(ev_z, 1e-4))
                 h["probe"].append(r["probe"]["best_top1"])
                 losses = epoch_losses(folder)
@@ -171,11 +178,12 @@ def main(out):
                     return pair(st["no-projector"], st[other])
 
                 c6 = " / ".join(fmt(by_head[h]["c6"], 1) for h in HEADS)
+                dead = " / ".join(fmt(by_head[h]["dead"], 1) for h in HEADS)
                 verdicts.append(
                     f"| {rung} | {cond} | {fmt(by_head['no-projector']['erank'])} | "
                     f"{fmt(by_head['linear-projector']['erank'])} | "
                     f"{fmt(by_head['directclr']['erank'])} | "
-                    f"{verdict('linear-projector')} | {verdict('directclr')} | {c6} |"
+                    f"{verdict('linear-projector')} | {verdict('directclr')} | {c6} | {dead} |"
                 )
     print("| rung | augmentations | head | seeds | effective rank of r | r collapsed 1e-4 | "
           "r collapsed 1e-6 | z collapsed 1e-4 | probe top-1 % | loss, epoch 1 → last |")
@@ -184,8 +192,8 @@ def main(out):
     print()
     print("| rung | augmentations | eff. rank r: no projector | linear projector | DirectCLR | "
           "ordering vs linear projector (Δ) | ordering vs DirectCLR (Δ) | "
-          "r collapsed 1e-6: none / linear / DirectCLR |")
-    print("|---|---|---:|---:|---:|---|---|---|")
+          "r collapsed 1e-6: none / linear / DirectCLR | of which dead coordinates |")
+    print("|---|---|---:|---:|---:|---|---|---|---|")
     print("\n".join(verdicts))
     print(f"\nChance-level loss ln(255) = {CHANCE:.3f}; left chance below {LEFT_CHANCE:.3f}.")
 
