@@ -761,3 +761,33 @@ fn conditions_default_is_the_plain_run_and_bad_conditions_are_refused() {
     assert_eq!(r.runs.len(), 2 + 3 + 3);
     assert!(dir.path().join("summary.csv").is_file());
 }
+
+#[test]
+fn an_encoder_decayed_to_zero_is_recorded_not_an_error() {
+    use directclr::theory::conditions::{grid, sweep};
+    // Weights of 1e-20 with lr·λ = 1e-2·100 = 1 (up to f32 rounding): each step leaves
+    // w·(1 − lr·λ) plus a gradient of order |w|³ (L = 2, r ~ |w|²), so the f32 weights underflow
+    // to exactly 0 within a few steps, a fixed point: r ≡ 0. Such a run (as weight decay over
+    // 10⁵ steps produces) has every dimension collapsed and is recorded with effective rank 0;
+    // it used to fail the whole sweep on RankMe of zero singular values.
+    let dir = tempfile::tempdir().unwrap();
+    let r = sweep(
+        &ProjectorSettings {
+            mechanisms: vec![Mechanism::ImplicitRegularization],
+            heads: vec![HeadKind::None],
+            ..Default::default()
+        },
+        &grid(&[1e-20], &[100.0], &[ZNorm::None]),
+        &tiny(20),
+        dir.path(),
+    )
+    .unwrap();
+    let zero = r
+        .runs
+        .iter()
+        .find(|c| c.condition.encoder_init_scale == 1e-20)
+        .expect("the scaled encoder's run");
+    assert_eq!(zero.run.r_effective_rank.1, 0.0);
+    assert_eq!(zero.run.r_collapsed_1e6.1, 16);
+    assert!(!zero.run.trained);
+}

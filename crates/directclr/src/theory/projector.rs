@@ -205,6 +205,10 @@ pub struct ProjectorReport {
     pub out: PathBuf,
 }
 
+/// The effective rank (RankMe) of r at a measurement. An r that is exactly zero — weight
+/// decay can shrink a linear encoder to 0 in f32 once the loss stops pulling, a fixed point of
+/// the dynamics — has every dimension collapsed: RankMe is undefined there and is reported as 0
+/// (its collapsed counts are d), so a sweep records the run instead of failing on it.
 pub(crate) fn rank_of(record: &ToyRecord) -> Result<f64> {
     let singular_values = record
         .representation_singular_values
@@ -213,6 +217,9 @@ pub(crate) fn rank_of(record: &ToyRecord) -> Result<f64> {
             context: "theory projector".into(),
             reason: "a run without singular values of r (train it with train_with_head)".into(),
         })?;
+    if singular_values.iter().all(|&s| s == 0.0) {
+        return Ok(0.0);
+    }
     effective_rank(singular_values)
 }
 
