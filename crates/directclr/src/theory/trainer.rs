@@ -463,7 +463,7 @@ impl<T: Real> Trainer<T> {
             .collect();
         let embedding_spectrum = covariance_eigenvalues_with(z, &mut buf.covariance);
         let x = self.estimate_x();
-        let x_eigenvalues = x.as_ref().map(|x| sorted_symmetric_eigenvalues(x));
+        let x_eigenvalues = x.as_ref().map(sorted_symmetric_eigenvalues);
         let record = ToyRecord {
             step,
             loss,

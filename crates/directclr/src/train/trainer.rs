@@ -45,6 +45,9 @@ pub struct RunOptions {
 /// What the loop reports while it runs (for progress lines; the metrics file is written by
 /// the loop itself).
 #[derive(Debug, Clone)]
+// One event per log line or stage: its size does not matter, and boxing the metrics line would
+// only add an allocation per line.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// The run starts or resumes.
     Start {
