@@ -31,8 +31,12 @@
 # Usage: benches/reproduce/collapse-ladder/run.sh [OUT]        (default out/collapse-ladder)
 #   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 JOBS=2 to choose; the linear and MLP rungs
 #   always run seeds 0, 1, 2 (seconds each; deep_linear too). Finished runs are reused, interrupted ones resumed.
-# Time on 2 cores, 5 epochs: linear and mlp seconds, conv ~1 min, cnn and residual_cnn under 1 min,
-# resnet18 ~2.5 min per run; the whole ladder (one seed above the MLP) under an hour.
+# Time per run of 5 epochs on one thread (RESULTS.md): linear, deep_linear, mlp 5–25 s; conv
+# 75–190 s; cnn and the residual CNNs 50–115 s; resnet18 110–140 s; evaluation 10–30 s more. One
+# seed above the MLP is about 2 hours of one core: JOBS=2 THREADS=1 brings it to about an hour.
+#
+# Before editing this file while it runs, write a copy and move it into place (bash reads a
+# running script as it goes).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"

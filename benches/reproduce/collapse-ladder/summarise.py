@@ -178,7 +178,11 @@ def main(out):
                     return pair(st["no-projector"], st[other])
 
                 c6 = " / ".join(fmt(by_head[h]["c6"], 1) for h in HEADS)
-                dead = " / ".join(fmt(by_head[h]["dead"], 1) for h in HEADS)
+                # Only where every seed's evaluation recorded it.
+                dead = " / ".join(
+                    fmt(by_head[h]["dead"], 1)
+                    if len(by_head[h]["dead"]) == len(by_head[h]["c6"]) else "–"
+                    for h in HEADS)
                 verdicts.append(
                     f"| {rung} | {cond} | {fmt(by_head['no-projector']['erank'])} | "
                     f"{fmt(by_head['linear-projector']['erank'])} | "
