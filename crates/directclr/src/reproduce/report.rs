@@ -76,7 +76,9 @@ pub fn markdown(
             "Pretraining: {} ({} px), {} (r {}-d), batch {}, {} epochs, {} \
              optimiser, {}, device {}. Linear probe: {} mode, {} epochs, lr {}, batch {}. \
              kNN: k = {}, T = {}. Spectra: L2-normalised r and z of the test images, covariance \
-             (Eqn 1) in f64; \"collapsed\" counts eigenvalues with λ/λ₁ < {:e}. Wall time of \
+             (Eqn 1) in f64; \"collapsed\" counts eigenvalues with λ/λ₁ < {:e}, \"dead \
+             coordinates\" the coordinates whose variance is below that times λ₁ (units that \
+             are constant, e.g. zero, on every image). Wall time of \
              this command: {:.0} s.\n",
             c.data.source.path().display(),
             c.data.image_size,
@@ -248,9 +250,9 @@ fn rank_table(s: &mut String, rows: &[Row<'_>]) {
     let _ = writeln!(
         s,
         "| run | space | dim | effective rank | stable rank | participation ratio | α-ReQ | \
-         collapsed dims |"
+         collapsed dims | dead coordinates |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         for space in [Space::Representation, Space::Embedding] {
             let ms: Vec<&RankMetrics> = row
@@ -279,8 +281,14 @@ fn metric_cells(ms: &[&RankMetrics]) -> String {
         cell(&ms.iter().map(|m| f(m)).collect::<Vec<_>>(), decimals)
     };
     let alphas: Option<Vec<f64>> = ms.iter().map(|m| m.alpha_req).collect();
+    // Coordinates with variance below the collapse threshold (dead units), where every
+    // evaluation recorded them.
+    let dead: Option<Vec<f64>> = ms
+        .iter()
+        .map(|m| m.constant_coordinates.map(|c| c as f64))
+        .collect();
     format!(
-        " {} | {} | {} | {} | {} |",
+        " {} | {} | {} | {} | {} | {} |",
         of(|m| m.effective_rank, 2),
         of(|m| m.stable_rank, 2),
         of(|m| m.participation_ratio, 2),
@@ -288,7 +296,8 @@ fn metric_cells(ms: &[&RankMetrics]) -> String {
         of(
             |m| m.collapsed_dimensions as f64,
             if ms.len() > 1 { 1 } else { 0 }
-        )
+        ),
+        dead.map_or("–".to_string(), |d| cell(&d, if ms.len() > 1 { 1 } else { 0 }))
     )
 }
 
