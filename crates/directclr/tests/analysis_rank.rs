@@ -352,7 +352,15 @@ fn dead_coordinates_are_told_apart_from_collapsed_directions() {
     let (n, d) = (500, 16);
     let live = gaussian(n, d, 60).abs();
     let dead = Tensor::zeros([n, 2], (Kind::Double, Device::Cpu));
-    let z = Tensor::cat(&[dead, live.narrow(1, 2, 1), live.narrow(1, 2, 1), live.narrow(1, 4, 12)], 1);
+    let z = Tensor::cat(
+        &[
+            dead,
+            live.narrow(1, 2, 1),
+            live.narrow(1, 2, 1),
+            live.narrow(1, 4, 12),
+        ],
+        1,
+    );
     assert_eq!(z.size(), [n, d]);
     let m = RankMetrics::from_embeddings(&z, &RankOptions::default()).unwrap();
     assert_eq!(m.collapsed_dimensions, 3);

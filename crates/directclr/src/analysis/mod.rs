@@ -23,8 +23,8 @@ pub use rank::{
     alpha_req, effective_rank, participation_ratio, stable_rank, RankMetrics, RankOptions,
     ALPHA_REQ_RANKS, DEFAULT_COLLAPSE_THRESHOLD, RANKME_EPSILON,
 };
+pub(crate) use spectrum::reshape;
 pub use spectrum::{
     collapsed_dimensions, constant_coordinates, covariance, covariance_eigenvalues,
-    covariance_eigenvalues_with,
-    CovarianceScratch,
+    covariance_eigenvalues_with, CovarianceScratch,
 };

@@ -251,8 +251,11 @@ impl RankMetrics {
                 .f_to(tch::Device::Cpu)?
                 .f_contiguous()?,
         )?;
-        metrics.constant_coordinates =
-            Some(constant_coordinates(&variances, &eigenvalues, collapse_threshold));
+        metrics.constant_coordinates = Some(constant_coordinates(
+            &variances,
+            &eigenvalues,
+            collapse_threshold,
+        ));
         Ok(metrics)
     }
 

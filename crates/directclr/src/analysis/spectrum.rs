@@ -31,8 +31,9 @@ impl Default for CovarianceScratch {
     }
 }
 
-/// Resizes `m` to `rows × cols` only if its shape differs (its values are overwritten next).
-fn reshape(m: &mut DMatrix<f64>, rows: usize, cols: usize) {
+/// Resizes `m` to `rows × cols` only if its shape differs (its values are overwritten next):
+/// the reuse of measurement buffers here and in the theory lab's trainer.
+pub(crate) fn reshape<T: nalgebra::RealField + Copy>(m: &mut DMatrix<T>, rows: usize, cols: usize) {
     if m.shape() != (rows, cols) {
         *m = DMatrix::zeros(rows, cols);
     }
@@ -120,9 +121,15 @@ pub fn covariance_eigenvalues_with(z: &DMatrix<f64>, scratch: &mut CovarianceScr
 /// The number of collapsed dimensions: eigenvalues λ_k with λ_k / λ_1 below `relative`
 /// (all of them if λ_1 ≤ 0). `spectrum` is in descending order.
 pub fn collapsed_dimensions(spectrum: &[f64], relative: f64) -> usize {
+    count_below(spectrum, spectrum, relative)
+}
+
+/// How many of `values` lie below `relative`·λ₁, λ₁ = `spectrum[0]` (all of them if λ₁ ≤ 0,
+/// none for an empty spectrum).
+fn count_below(values: &[f64], spectrum: &[f64], relative: f64) -> usize {
     match spectrum.first() {
-        Some(&top) if top > 0.0 => spectrum.iter().filter(|&&l| l / top < relative).count(),
-        Some(_) => spectrum.len(),
+        Some(&top) if top > 0.0 => values.iter().filter(|&&v| v / top < relative).count(),
+        Some(_) => values.len(),
         None => 0,
     }
 }
@@ -132,11 +139,7 @@ pub fn collapsed_dimensions(spectrum: &[f64], relative: f64) -> usize {
 /// ([`RankMetrics::constant_coordinates`](super::RankMetrics::constant_coordinates)).
 /// `variances` are the covariance's diagonal; `spectrum` its eigenvalues in descending order.
 pub fn constant_coordinates(variances: &[f64], spectrum: &[f64], relative: f64) -> usize {
-    match spectrum.first() {
-        Some(&top) if top > 0.0 => variances.iter().filter(|&&v| v / top < relative).count(),
-        Some(_) => variances.len(),
-        None => 0,
-    }
+    count_below(variances, spectrum, relative)
 }
 
 #[cfg(test)]

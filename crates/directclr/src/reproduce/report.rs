@@ -283,6 +283,8 @@ fn metric_cells(ms: &[&RankMetrics]) -> String {
     let alphas: Option<Vec<f64>> = ms.iter().map(|m| m.alpha_req).collect();
     // Coordinates with variance below the collapse threshold (dead units), where every
     // evaluation recorded them.
+    // Counts: whole numbers for one seed, one decimal for a mean over several.
+    let count_decimals = if ms.len() > 1 { 1 } else { 0 };
     let dead: Option<Vec<f64>> = ms
         .iter()
         .map(|m| m.constant_coordinates.map(|c| c as f64))
@@ -293,11 +295,8 @@ fn metric_cells(ms: &[&RankMetrics]) -> String {
         of(|m| m.stable_rank, 2),
         of(|m| m.participation_ratio, 2),
         alphas.map_or("–".to_string(), |a| cell(&a, 2)),
-        of(
-            |m| m.collapsed_dimensions as f64,
-            if ms.len() > 1 { 1 } else { 0 }
-        ),
-        dead.map_or("–".to_string(), |d| cell(&d, if ms.len() > 1 { 1 } else { 0 }))
+        of(|m| m.collapsed_dimensions as f64, count_decimals),
+        dead.map_or("–".to_string(), |d| cell(&d, count_decimals))
     )
 }
 

@@ -23,7 +23,7 @@ use super::{
     toy_net::{Activation, ToyNet},
 };
 use crate::{
-    analysis::{covariance_eigenvalues_with, CovarianceScratch},
+    analysis::{covariance_eigenvalues_with, reshape, CovarianceScratch},
     Error, Result,
 };
 
@@ -204,9 +204,7 @@ impl<T: Real> Default for MeasureBuffers<T> {
 
 /// `m` converted to f64 into `out` (reallocated only if its shape differs).
 fn copy_to_f64<T: Real>(m: &DMatrix<T>, out: &mut DMatrix<f64>) {
-    if out.shape() != m.shape() {
-        *out = DMatrix::zeros(m.nrows(), m.ncols());
-    }
+    reshape(out, m.nrows(), m.ncols());
     for (o, v) in out.as_mut_slice().iter_mut().zip(m.as_slice()) {
         *o = v.f64();
     }
@@ -412,9 +410,7 @@ impl<T: Real> Trainer<T> {
     pub fn measure(&mut self, step: usize, loss: Option<f64>) -> (ToyRecord, Option<DMatrix<f64>>) {
         let d = self.config.dim;
         let buf = &mut self.buffers;
-        if buf.fresh.shape() != (self.config.eval_samples, d) {
-            buf.fresh = DMatrix::zeros(self.config.eval_samples, d);
-        }
+        reshape(&mut buf.fresh, self.config.eval_samples, d);
         // The same draws, in the same (column-major) order, as a freshly allocated matrix.
         T::fill_standard_normal(&mut self.measure, buf.fresh.as_mut_slice());
         let r_t = self.net.apply(&buf.fresh);
