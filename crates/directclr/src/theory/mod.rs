@@ -21,6 +21,7 @@ pub mod gaussian;
 pub mod head;
 pub mod projector;
 pub mod real;
+pub mod small_gemm;
 pub mod toy_loss;
 pub mod toy_net;
 pub mod trainer;

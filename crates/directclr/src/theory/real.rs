@@ -28,7 +28,8 @@ pub trait Real: RealField + Copy + Default + Send + Sync + 'static {
     }
     /// The name used in reports, `f32` or `f64`.
     const NAME: &'static str;
-    /// matrixmultiply's general product for this type (see [`gemm`]).
+    /// matrixmultiply's general product for this type (see [`gemm`]); for `f32`, small products
+    /// skip its packing and keep its bits ([`super::small_gemm`]).
     ///
     /// # Safety
     /// The pointers and strides must describe valid m×k, k×n and m×n matrices, `c` not
@@ -132,7 +133,7 @@ impl Real for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        super::small_gemm::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
