@@ -356,6 +356,38 @@ pub fn head_grads<T: Real>(
     head_grads_normed(net, head, loss, ZNorm::None, temperature, x1, x2, scratch)
 }
 
+/// [top; bottom]: the rows of `bottom` under those of `top`, a column at a time (column-major
+/// storage makes each a contiguous copy).
+/// # Shapes
+/// top: [n1, c], bottom: [n2, c] → [n1 + n2, c]
+fn stack_rows<T: Real>(top: &DMatrix<T>, bottom: &DMatrix<T>) -> DMatrix<T> {
+    let (n1, n2, c) = (top.nrows(), bottom.nrows(), top.ncols());
+    assert_eq!(bottom.ncols(), c, "stack_rows: column counts differ");
+    let mut out = Vec::with_capacity((n1 + n2) * c);
+    let (t, u) = (top.as_slice(), bottom.as_slice());
+    for j in 0..c {
+        out.extend_from_slice(&t[j * n1..(j + 1) * n1]);
+        out.extend_from_slice(&u[j * n2..(j + 1) * n2]);
+    }
+    DMatrix::from_vec(n1 + n2, c, out)
+}
+
+/// The first `b` rows and the rest, as two matrices (the inverse of [`stack_rows`]).
+/// # Shapes
+/// m: [n, c] → ([b, c], [n − b, c])
+fn split_rows<T: Real>(m: &DMatrix<T>, b: usize) -> (DMatrix<T>, DMatrix<T>) {
+    let (n, c) = m.shape();
+    let (mut top, mut bottom) = (Vec::with_capacity(b * c), Vec::with_capacity((n - b) * c));
+    for col in (0..c).map(|j| &m.as_slice()[j * n..(j + 1) * n]) {
+        top.extend_from_slice(&col[..b]);
+        bottom.extend_from_slice(&col[b..]);
+    }
+    (
+        DMatrix::from_vec(b, c, top),
+        DMatrix::from_vec(n - b, c, bottom),
+    )
+}
+
 /// [`head_grads`] with `z_norm` between the head and the loss: x → r → z → ẑ → InfoNCE(ẑ1, ẑ2)
 /// (ẑ = z with [`ZNorm::None`]). A non-finite loss or a row of z with norm 0 is an error.
 /// # Shapes
@@ -371,15 +403,12 @@ pub fn head_grads_normed<T: Real>(
     x2: &DMatrix<T>,
     scratch: Option<DMatrix<T>>,
 ) -> Result<HeadGrads<T>> {
-    let (b, d) = x1.shape();
-    let mut views = DMatrix::zeros(2 * b, d);
-    views.rows_mut(0, b).copy_from(x1);
-    views.rows_mut(b, b).copy_from(x2);
+    let b = x1.nrows();
+    let views = stack_rows(x1, x2);
     let fwd = net.forward(&views);
     let r = fwd.output(); // [2B, d]
     let hf = head.forward(r);
-    let dz_cols = hf.z.ncols();
-    let (z1, z2) = (hf.z.rows(0, b).into_owned(), hf.z.rows(b, b).into_owned());
+    let (z1, z2) = split_rows(&hf.z, b);
     // [B, d_z] each, and the row norms when normalised.
     let ((z1, n1), (z2, n2)) = match z_norm {
         ZNorm::None => ((z1, Vec::new()), (z2, Vec::new())),
@@ -393,9 +422,10 @@ pub fn head_grads_normed<T: Real>(
         });
     }
     let (g1, g2) = grad.apply(&z1, &z2);
-    let mut dz = DMatrix::zeros(2 * b, dz_cols);
-    dz.rows_mut(0, b).copy_from(&z_norm.backward(g1, &z1, &n1));
-    dz.rows_mut(b, b).copy_from(&z_norm.backward(g2, &z2, &n2));
+    let dz = stack_rows(
+        &z_norm.backward(g1, &z1, &n1),
+        &z_norm.backward(g2, &z2, &n2),
+    );
     let (dr, head_grads) = head.backward(r, &hf, dz);
     let encoder = net.backward(&fwd, dr.clone());
     Ok(HeadGrads {
