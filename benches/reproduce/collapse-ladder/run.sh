@@ -31,9 +31,11 @@
 # Usage: benches/reproduce/collapse-ladder/run.sh [OUT]        (default out/collapse-ladder)
 #   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 JOBS=2 to choose; the linear and MLP rungs
 #   always run seeds 0, 1, 2 (seconds each; deep_linear too). Finished runs are reused, interrupted ones resumed.
-# Time per run of 5 epochs on one thread (RESULTS.md): linear, deep_linear, mlp 5–25 s; conv
-# 75–190 s; cnn and the residual CNNs 50–115 s; resnet18 110–140 s; evaluation 10–30 s more. One
-# seed above the MLP is about 2 hours of one core: JOBS=2 THREADS=1 brings it to about an hour.
+#   Defaults: JOBS = the number of cores, THREADS = 1 (one single-threaded process per core).
+# Time, the whole ladder in one pass on 2 idle cores (2-core AMD EPYC, defaults): 2,492 s, about
+# 42 minutes (RESULTS.md). Per rung × condition, one process: linear 27 s, deep_linear and mlp
+# 110–116 s (three seeds), conv 361–372 s, cnn 174–192 s, residual CNNs 199–237 s, resnet18
+# 325–361 s (one seed: three runs of 5 epochs, then the evaluation).
 #
 # Before editing this file while it runs, write a copy and move it into place (bash reads a
 # running script as it goes).
@@ -45,12 +47,12 @@ out="${1:-out/collapse-ladder}"
 source scripts/env.sh >/dev/null
 cargo build --release -q -p directclr-cli
 bin="$root/target/release/directclr"
-# libtorch threads per run: 2 on idle cores; 1 when other jobs share them (oversubscribed OpenMP
-# threads spin, and a run then slows 10-30×).
-threads="${THREADS:-2}"
-# rung × condition runs at a time: JOBS=2 THREADS=1 keeps both cores busy with one process
-# each (the small rungs use two threads poorly).
-parallel="${JOBS:-1}"
+# libtorch threads per run: 1 by default, as JOBS runs share the cores (oversubscribed OpenMP
+# threads spin, and a run then slows 10-30×); THREADS=2 JOBS=1 for a single run on idle cores.
+threads="${THREADS:-1}"
+# rung × condition runs at a time: by default one per core (the small rungs use two threads
+# poorly, so one single-threaded process per core keeps every core busy).
+parallel="${JOBS:-$(nproc)}"
 [[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, not \`$parallel\`" >&2; exit 2; }
 read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn_gamma1 residual_cnn resnet18}"
 read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
