@@ -100,7 +100,10 @@ pub unsafe fn sgemm(
         .checked_mul(k)
         .and_then(|mk| mk.checked_mul(n))
         .is_some_and(|w| w <= MAX_WORK);
-    if mode == Mode::Off || !small || m == 0 || n == 0 || k == 0 {
+    // The copies index A and B with unsigned strides; negative ones (allowed by matrixmultiply,
+    // never used by the toy models) go to matrixmultiply.
+    let forward = rsa >= 0 && csa >= 0 && rsb >= 0 && csb >= 0;
+    if mode == Mode::Off || !small || !forward || m == 0 || n == 0 || k == 0 {
         return matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
     }
     #[cfg(target_arch = "x86_64")]
@@ -572,6 +575,53 @@ mod tests {
                 (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
             })
             .collect()
+    }
+
+    #[test]
+    fn negative_strides_are_left_to_matrixmultiply() {
+        // A's columns read right to left (column stride −m), as matrixmultiply allows.
+        let (m, k, n) = (40usize, 7usize, 4usize);
+        let (a, b) = (values(7, m * k), values(8, k * n));
+        let (mut fast, mut reference) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+        // SAFETY: from the first row of A's last column, stride 1 walks its m rows and stride −m
+        // its k columns back to the first, all inside `a`; B and C column-major.
+        unsafe {
+            let a_last = a.as_ptr().add((k - 1) * m);
+            sgemm(
+                m,
+                k,
+                n,
+                0.5,
+                a_last,
+                1,
+                -(m as isize),
+                b.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                fast.as_mut_ptr(),
+                1,
+                m as isize,
+            );
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                0.5,
+                a_last,
+                1,
+                -(m as isize),
+                b.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                reference.as_mut_ptr(),
+                1,
+                m as isize,
+            );
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&fast), bits(&reference));
     }
 
     #[test]
