@@ -95,6 +95,22 @@ pub unsafe fn sgemm(
     rsc: isize,
     csc: isize,
 ) {
+    let p = Product {
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        rsa,
+        csa,
+        b,
+        rsb,
+        csb,
+        beta,
+        c,
+        rsc,
+        csc,
+    };
     let mode = mode();
     let small = m
         .checked_mul(k)
@@ -104,30 +120,12 @@ pub unsafe fn sgemm(
     // never used by the toy models) go to matrixmultiply.
     let forward = rsa >= 0 && csa >= 0 && rsb >= 0 && csb >= 0;
     if mode == Mode::Off || !small || !forward || m == 0 || n == 0 || k == 0 {
-        return matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+        return p.matrixmultiply();
     }
+    // SAFETY: `mode` is not Off only where the probe ran the AVX2+FMA kernel, so the CPU has
+    // both; the matrices are the caller's contract.
     #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: `mode` is not Off only where the probe ran the AVX2+FMA kernel, so the CPU has
-        // both; the matrices are the caller's contract.
-        let args = Product {
-            m,
-            k,
-            n,
-            alpha,
-            a,
-            rsa,
-            csa,
-            b,
-            rsb,
-            csb,
-            beta,
-            c,
-            rsc,
-            csc,
-        };
-        fma_product(&args, mode)
-    }
+    fma_product(&p, mode);
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("the probe turns this path off off x86-64")
 }
@@ -148,6 +146,19 @@ struct Product {
     c: *mut f32,
     rsc: isize,
     csc: isize,
+}
+
+impl Product {
+    /// The product by matrixmultiply itself.
+    ///
+    /// # Safety
+    /// As [`sgemm`].
+    unsafe fn matrixmultiply(&self) {
+        matrixmultiply::sgemm(
+            self.m, self.k, self.n, self.alpha, self.a, self.rsa, self.csa, self.b, self.rsb,
+            self.csb, self.beta, self.c, self.rsc, self.csc,
+        )
+    }
 }
 
 thread_local! {
@@ -538,10 +549,7 @@ fn probe() -> Mode {
                 // and FMA were detected above.
                 unsafe {
                     match mode {
-                        None => matrixmultiply::sgemm(
-                            m, k, n, alpha, args.a, args.rsa, args.csa, args.b, args.rsb, args.csb,
-                            beta, args.c, args.rsc, args.csc,
-                        ),
+                        None => args.matrixmultiply(),
                         Some(mode) => fma_product(&args, mode),
                     }
                 }
