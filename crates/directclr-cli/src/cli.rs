@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use directclr::runtime::DeviceSpec;
+use directclr::runtime::{DeviceSpec, HeapPolicy};
 use directclr::theory::{projector::Mechanism, Activation, HeadKind, Precision, ToyLoss, ZNorm};
 
 pub use crate::cli_eval::{KnnArgs, ProbeArgs, ReproduceArgs, SpectrumArgs};
@@ -17,6 +17,10 @@ pub struct Cli {
     /// CPU threads for libtorch and parallel runs (0 = all cores).
     #[arg(long, global = true, default_value_t = 0)]
     pub threads: usize,
+    /// Freed CPU memory: `reuse` keeps it for the next step (no per-block mmap; faster where
+    /// activations exceed 32 MiB), `system` leaves glibc's defaults (PyTorch's behaviour).
+    #[arg(long, global = true, default_value_t = HeapPolicy::Reuse)]
+    pub heap: HeapPolicy,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

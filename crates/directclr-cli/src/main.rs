@@ -12,6 +12,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // First, while this is the only thread and before libtorch's first tensor.
+    directclr::runtime::set_heap_policy(cli.heap);
     if !matches!(
         cli.command,
         cli::Command::Train(_) | cli::Command::Reproduce(_)

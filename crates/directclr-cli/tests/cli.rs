@@ -125,3 +125,33 @@ fn a_small_theory_run_writes_numbers_and_figures() {
         b"\x89PNG"
     );
 }
+
+/// By default the binary keeps freed CPU memory for reuse (no per-block mmap), and `info`
+/// reports what a 64 MiB tensor actually got from glibc; `--heap system` leaves glibc's defaults.
+#[test]
+fn info_reports_the_heap_policy_a_large_tensor_met() {
+    let info = |args: &[&str]| {
+        let out = directclr().args(args).arg("info").output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Off glibc the policy does not apply and `info` says so; the assertions are for glibc.
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        let reuse = info(&[]);
+        assert!(
+            reuse.contains("freed CPU memory reused (heap reuse)"),
+            "{reuse}"
+        );
+        let system = info(&["--heap", "system"]);
+        assert!(
+            system.contains("mapped and unmapped each time (heap system)"),
+            "{system}"
+        );
+    }
+    let out = directclr()
+        .args(["--heap", "mmap", "info"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`mmap` is not one of reuse, system"));
+}

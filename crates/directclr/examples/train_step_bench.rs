@@ -65,6 +65,8 @@ fn inputs(n: i64, s: i64, offset: f64) -> Tensor {
 }
 
 fn main() -> Result<(), directclr::Error> {
+    // As the CLI does, before the first tensor (`--heap system` for glibc's defaults).
+    directclr::runtime::set_heap_policy(text("--heap").unwrap_or_else(|| "reuse".into()).parse()?);
     let (batch, steps, warmup) = (arg("--batch", 128), arg("--steps", 5), arg("--warmup", 2));
     let size = arg("--size", 32);
     let device: DeviceSpec = text("--device").unwrap_or_else(|| "cpu".into()).parse()?;
