@@ -15,6 +15,10 @@
 #                 plain cnn's                                   (+ residuals alone)
 #   residual_cnn  the same with zero_init_residual (last γ 0)   (+ the ResNet's initialisation)
 #   resnet18      the quick start's ResNet-18, width 0.125      (+ a second block per stage)
+# and two controls beside the ladder, for whether the no-projector r is flat because the loss
+# sparsifies a non-negative r:
+#   cnn_signed_r, residual_cnn_signed_r   cnn and residual_cnn without the last block's ReLU
+#                 (`final_relu = false`): r = avgpool(branch + shortcut) takes either sign
 # each under three augmentation conditions:
 #   authors       the authors' recipe at 32 px (the quick start's)
 #   strong        crops of 2–30 % of the image in both views    (Section 4: augmentation stronger
@@ -54,7 +58,7 @@ threads="${THREADS:-1}"
 # poorly, so one single-threaded process per core keeps every core busy).
 parallel="${JOBS:-$(nproc)}"
 [[ "$parallel" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, not \`$parallel\`" >&2; exit 2; }
-read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn_gamma1 residual_cnn resnet18}"
+read -r -a rungs <<< "${RUNGS:-toy linear deep_linear mlp conv cnn residual_cnn_gamma1 residual_cnn resnet18 cnn_signed_r residual_cnn_signed_r}"
 read -r -a conditions <<< "${CONDITIONS:-authors strong weak}"
 
 model_table() {
@@ -64,6 +68,8 @@ model_table() {
     conv) printf 'arch = "conv"\ndim = 64\n' ;;
     cnn | residual_cnn) printf 'arch = "%s"\ndim = 64\nstages = 4\n' "$1" ;;
     residual_cnn_gamma1) printf 'arch = "residual_cnn"\ndim = 64\nstages = 4\nzero_init_residual = false\n' ;;
+    cnn_signed_r | residual_cnn_signed_r)
+      printf 'arch = "%s"\ndim = 64\nstages = 4\nfinal_relu = false\n' "${1%_signed_r}" ;;
     resnet18) printf 'arch = "resnet18"\nstem = "cifar"\nwidth_multiplier = 0.125\nzero_init_residual = true\n' ;;
     *) echo "unknown rung \`$1\`" >&2; exit 2 ;;
   esac

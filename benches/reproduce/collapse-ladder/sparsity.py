@@ -6,7 +6,8 @@ read back: per rung × condition × head (means over the seeds found),
   are exactly 0 over the first 2,000 test images;
 - cosine: the mean cosine similarity between r of two different test images (images 0–999
   against 1000–1999); r ≥ 0 after a ReLU, so every cosine is ≥ 0 and only disjoint supports
-  (sparsity) can bring it to 0;
+  (sparsity) can bring it to 0; the controls without the final ReLU (`*_signed_r`) have r of
+  either sign, whose cosines can be negative;
 - dead: coordinates of r whose variance over those images is below 1e-6 of the largest covariance
   eigenvalue, rows L2-normalised (as `directclr spectrum`'s constant coordinates), summed over
   seeds;
@@ -20,7 +21,8 @@ plain bytes (a JSON header and little-endian f32 arrays; no code runs).
 
 Needs numpy (the benchmarks' venv: BENCH_PYTHON or ~/.cache/directclr/bench-venv/bin/python).
 Usage: sparsity.py OUT [RUNG...]     (default rungs: conv cnn residual_cnn_gamma1 residual_cnn
-resnet18, the ones whose r is a pooled ReLU output)
+resnet18, the ones whose r is a pooled ReLU output, and the controls cnn_signed_r
+residual_cnn_signed_r, whose r is not rectified)
 """
 
 import json
@@ -84,7 +86,8 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     out = sys.argv[1]
-    rungs = sys.argv[2:] or ["conv", "cnn", "residual_cnn_gamma1", "residual_cnn", "resnet18"]
+    rungs = sys.argv[2:] or ["conv", "cnn", "residual_cnn_gamma1", "residual_cnn", "resnet18",
+                             "cnn_signed_r", "residual_cnn_signed_r"]
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     binary = os.path.join(root, "target", "release", "directclr")
     print("| rung | condition | head | seeds | zeros in r | cosine between images | dead "
@@ -100,7 +103,7 @@ def main():
                         continue
                     seeds += 1
                     r = embeddings(binary, run)
-                    zeros.append(float((r <= 0).mean()))
+                    zeros.append(float((r == 0).mean()))
                     u = r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12)
                     half = len(u) // 2
                     cosines.append(float((u[:half] @ u[half:2 * half].T).mean()))

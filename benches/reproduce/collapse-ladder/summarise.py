@@ -26,7 +26,7 @@ import statistics
 import sys
 
 RUNGS = ["linear", "deep_linear", "mlp", "conv", "cnn", "residual_cnn_gamma1", "residual_cnn",
-         "resnet18"]
+         "resnet18", "cnn_signed_r", "residual_cnn_signed_r"]
 CONDITIONS = ["authors", "strong", "weak"]
 HEADS = ["no-projector", "linear-projector", "directclr"]
 

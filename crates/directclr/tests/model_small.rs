@@ -40,6 +40,7 @@ fn small(arch: SmallArch, dim: i64, hidden: i64, stages: usize) -> EncoderConfig
         hidden,
         stages,
         zero_init_residual: true,
+        final_relu: true,
     })
 }
 
@@ -62,6 +63,13 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
         EncoderConfig::Small(SmallConfig {
             zero_init_residual: false,
             ..SmallConfig::new(SmallArch::ResidualCnn)
+        })
+    );
+    assert_eq!(
+        parse("arch = \"cnn\"\nfinal_relu = false").unwrap().model,
+        EncoderConfig::Small(SmallConfig {
+            final_relu: false,
+            ..SmallConfig::new(SmallArch::Cnn)
         })
     );
     assert_eq!(
@@ -94,6 +102,12 @@ fn the_model_table_reads_each_family_and_refuses_the_other_familys_keys() {
             "model.zero_init_residual",
         ),
         ("arch = \"resnet18\"\ndim = 10", "model.dim"),
+        ("arch = \"mlp\"\nfinal_relu = false", "model.final_relu"),
+        ("arch = \"conv\"\nfinal_relu = true", "model.final_relu"),
+        (
+            "arch = \"resnet18\"\nfinal_relu = false",
+            "model.final_relu",
+        ),
         ("arch = \"transformer\"", "model.arch"),
     ] {
         let e = parse(body).unwrap_err();
@@ -148,12 +162,17 @@ fn a_resnet_model_table_is_written_back_as_before_and_a_small_one_round_trips() 
         "arch = \"cnn\"\nstages = 2\ndim = 16",
         "arch = \"residual_cnn\"\nzero_init_residual = false",
         "arch = \"residual_cnn\"",
+        "arch = \"residual_cnn\"\nfinal_relu = false",
         "arch = \"conv\"",
     ] {
         let c = parse(body).unwrap();
         let back = TrainConfig::from_toml(&c.to_toml().unwrap(), Path::new("back.toml")).unwrap();
         assert_eq!(back, c, "{body}");
     }
+    // The default (a final ReLU) is not written, so run folders written before the key existed
+    // read back as they were written.
+    let out = parse("arch = \"cnn\"").unwrap().to_toml().unwrap();
+    assert!(!out.contains("final_relu"), "{out}");
 }
 
 /// Uniform values in [−1, 1) from a seeded libtorch generator, f32.
@@ -386,6 +405,54 @@ fn the_plain_network_has_no_shortcut_and_the_residual_one_starts_as_the_identity
         let r = enc.forward_t(&x, true).unwrap();
         assert_eq!(r.size(), [4, 16]);
         assert_eq!(r.equal(&stem), identity);
+    }
+}
+
+/// Without the final ReLU, r of a plain network in training mode is the pooled output of a batch
+/// norm with β = 0: every channel has zero mean over the batch, so r takes both signs. With it,
+/// r ≥ 0. The weights are the same either way.
+#[test]
+fn without_the_final_relu_r_is_the_pooled_batch_norm_output_of_either_sign() {
+    let _g = generator();
+    let build = |final_relu| {
+        tch::manual_seed(21);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let config = SmallConfig {
+            dim: 16,
+            stages: 2,
+            final_relu,
+            ..SmallConfig::new(SmallArch::Cnn)
+        };
+        let e = SmallEncoder::new(&vs.root(), config, 8).unwrap();
+        (vs, e)
+    };
+    let (_v1, rectified) = build(true);
+    let (_v2, signed) = build(false);
+    for ((n1, t1), (n2, t2)) in rectified.named_tensors().iter().zip(signed.named_tensors()) {
+        assert_eq!(n1, n2);
+        assert!(t1.equal(t2), "{n1}");
+    }
+    let x = uniform(&[4, 3, 8, 8], 17);
+    let r_rect = values(&rectified.forward_t(&x, true).unwrap());
+    let r = values(&signed.forward_t(&x, true).unwrap());
+    assert!(r_rect.iter().all(|&v| v >= 0.0));
+    assert!(r.iter().any(|&v| v < 0.0) && r.iter().any(|&v| v > 0.0));
+    // The last BN normalises each channel over n = 4 · 4 · 4 values (batch × the second stage's
+    // 4 × 4 map); the pooled means of its output average to the channel's mean, 0. Its outputs
+    // satisfy Σy² ≤ n, so |y| ≤ √n, and n·ε·√n bounds the rounding of that mean.
+    let n = 64.0f64;
+    let tol = n * EPS32 * n.sqrt();
+    for c in 0..16 {
+        let mean = (0..4).map(|i| r[i * 16 + c]).sum::<f64>() / 4.0;
+        assert!(
+            mean.abs() <= tol,
+            "channel {c}: batch mean {mean:e} (tol {tol:e})"
+        );
+        let mean_rect = (0..4).map(|i| r_rect[i * 16 + c]).sum::<f64>() / 4.0;
+        assert!(
+            mean_rect > tol,
+            "channel {c}: rectified batch mean {mean_rect:e}"
+        );
     }
 }
 

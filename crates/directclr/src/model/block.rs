@@ -32,6 +32,7 @@ pub struct Block {
     convs: Vec<(Conv2d, BatchNorm)>,
     downsample: Option<Downsample>,
     residual: bool,
+    output_relu: bool,
 }
 
 impl Block {
@@ -87,11 +88,20 @@ impl Block {
             convs,
             downsample,
             residual,
+            output_relu: true,
         })
     }
 
+    /// The same block without its output ReLU: `branch(x) + shortcut(x)` (or `branch(x)`), of
+    /// either sign. Only for the last block of an encoder whose r must not be rectified (the
+    /// collapse ladder's `final_relu = false`); the parameters are unchanged.
+    pub(crate) fn without_output_relu(mut self) -> Self {
+        self.output_relu = false;
+        self
+    }
+
     /// `relu(branch(x) + shortcut(x))`, or `relu(branch(x))` for a block built without
-    /// `residual`.
+    /// `residual`; without the final `relu` after [`Block::without_output_relu`].
     ///
     /// # Shapes
     /// - `x`: `[batch, c_in, H, W]` → `[batch, planes·expansion, H/stride, W/stride]`.
@@ -111,7 +121,9 @@ impl Block {
             };
             let _ = out.f_add_(&identity)?;
         }
-        let _ = out.f_relu_()?;
+        if self.output_relu {
+            let _ = out.f_relu_()?;
+        }
         Ok(out)
     }
 }

@@ -19,6 +19,7 @@
 //! hidden = 512                 # deep_linear and mlp only
 //! stages = 4                   # cnn and residual_cnn only
 //! zero_init_residual = true    # residual_cnn only (as the ResNets')
+//! final_relu = true            # cnn and residual_cnn only: false leaves r unrectified
 //! ```
 //!
 //! A ResNet configuration is written back exactly as before the small encoders existed, so run
@@ -88,11 +89,16 @@ impl EncoderConfig {
                 SmallArch::Mlp | SmallArch::DeepLinear => {
                     format!("{}, {} hidden", c.arch, c.hidden)
                 }
-                SmallArch::Cnn => format!("{}, {} stages", c.arch, c.stages),
-                SmallArch::ResidualCnn if !c.zero_init_residual => {
-                    format!("{}, {} stages, no zero-init residual", c.arch, c.stages)
+                SmallArch::Cnn | SmallArch::ResidualCnn => {
+                    let mut text = format!("{}, {} stages", c.arch, c.stages);
+                    if c.arch == SmallArch::ResidualCnn && !c.zero_init_residual {
+                        text.push_str(", no zero-init residual");
+                    }
+                    if !c.final_relu {
+                        text.push_str(", no final ReLU");
+                    }
+                    text
                 }
-                SmallArch::ResidualCnn => format!("{}, {} stages", c.arch, c.stages),
                 _ => c.arch.to_string(),
             },
         }
@@ -258,6 +264,8 @@ struct ModelTable {
     hidden: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     stages: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    final_relu: Option<bool>,
 }
 
 impl TryFrom<ModelTable> for EncoderConfig {
@@ -281,6 +289,7 @@ impl TryFrom<ModelTable> for EncoderConfig {
                     ("dim", t.dim.is_some()),
                     ("hidden", t.hidden.is_some()),
                     ("stages", t.stages.is_some()),
+                    ("final_relu", t.final_relu.is_some()),
                 ] {
                     if set {
                         return refuse(
@@ -316,8 +325,12 @@ impl TryFrom<ModelTable> for EncoderConfig {
                 if t.hidden.is_some() && !arch.has_hidden() {
                     return refuse("hidden", arch.name(), "arch `deep_linear` and `mlp`");
                 }
-                if t.stages.is_some() && !matches!(arch, SmallArch::Cnn | SmallArch::ResidualCnn) {
+                let convnet = matches!(arch, SmallArch::Cnn | SmallArch::ResidualCnn);
+                if t.stages.is_some() && !convnet {
                     return refuse("stages", arch.name(), "arch `cnn` and `residual_cnn`");
+                }
+                if t.final_relu.is_some() && !convnet {
+                    return refuse("final_relu", arch.name(), "arch `cnn` and `residual_cnn`");
                 }
                 let d = SmallConfig::new(arch);
                 Ok(EncoderConfig::Small(SmallConfig {
@@ -326,6 +339,7 @@ impl TryFrom<ModelTable> for EncoderConfig {
                     hidden: t.hidden.unwrap_or(d.hidden),
                     stages: t.stages.unwrap_or(d.stages),
                     zero_init_residual: t.zero_init_residual.unwrap_or(d.zero_init_residual),
+                    final_relu: t.final_relu.unwrap_or(d.final_relu),
                 }))
             }
         }
@@ -350,6 +364,8 @@ impl From<EncoderConfig> for ModelTable {
                     .then_some(c.stages),
                 zero_init_residual: (c.arch == SmallArch::ResidualCnn)
                     .then_some(c.zero_init_residual),
+                // Written only when off, so that run folders written before it resume unchanged.
+                final_relu: (!c.final_relu).then_some(false),
                 ..Default::default()
             },
         }

@@ -98,6 +98,12 @@ pub struct SmallConfig {
     /// Whether the last BN of each residual block starts at γ = 0, so that every block starts
     /// as its shortcut (residual_cnn only; `true` as the quick start's ResNet).
     pub zero_init_residual: bool,
+    /// Whether the last block ends with its ReLU, as the ResNet's (cnn, residual_cnn only;
+    /// `true`). With `false`, r = avgpool(branch + shortcut) of the last block takes either sign
+    /// and is not sparse by construction: the collapse ladder's control for whether the
+    /// no-projector r is flat because the loss sparsifies a non-negative r. The parameters and
+    /// their names are the same either way.
+    pub final_relu: bool,
 }
 
 impl SmallConfig {
@@ -110,6 +116,7 @@ impl SmallConfig {
             hidden: 512,
             stages: 4,
             zero_init_residual: true,
+            final_relu: true,
         }
     }
 
@@ -284,6 +291,10 @@ impl SmallEncoder {
                         residual,
                     )?);
                     c_in = planes;
+                }
+                if !config.final_relu {
+                    let last = blocks.pop().map(Block::without_output_relu);
+                    blocks.extend(last);
                 }
                 Layers::Cnn { conv1, bn1, blocks }
             }
