@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --example train_step_bench -- [--batch N] [--steps N] [--warmup N]
-//!   [--device cpu|cuda] [--arch resnet18|resnet50] [--size 32|224] [--bf16] [--channels-last]
+//!   [--device cpu|cuda] [--arch resnet18|resnet50] [--size 32|224] [--width 1|0.125]
+//!   [--heap reuse|system] [--bf16] [--channels-last]
 //!   [--fused] [--no-cudnn-benchmark] [--sync-every-step] [--save-init FILE]
 //! ```
 //!
@@ -69,6 +70,12 @@ fn main() -> Result<(), directclr::Error> {
     directclr::runtime::set_heap_policy(text("--heap").unwrap_or_else(|| "reuse".into()).parse()?);
     let (batch, steps, warmup) = (arg("--batch", 128), arg("--steps", 5), arg("--warmup", 2));
     let size = arg("--size", 32);
+    let width: f64 = match text("--width") {
+        None => 1.0,
+        Some(w) => w.parse().map_err(|_| {
+            directclr::Error::config("--width", format!("`{w}` is not a number"))
+        })?,
+    };
     let device: DeviceSpec = text("--device").unwrap_or_else(|| "cpu".into()).parse()?;
     let device = device.resolve()?;
     let arch = match text("--arch").as_deref() {
@@ -98,7 +105,7 @@ fn main() -> Result<(), directclr::Error> {
         } else {
             Stem::ImageNet
         },
-        width_multiplier: 1.0,
+        width_multiplier: width,
         zero_init_residual: true,
     };
     let method = Method::SimclrMlp {
@@ -167,7 +174,7 @@ fn main() -> Result<(), directclr::Error> {
     let first: Vec<f64> = losses.iter().take(3).map(|l| l.double_value(&[])).collect();
     let finite = losses.iter().all(|l| l.double_value(&[]).is_finite());
     println!(
-        "{{\"impl\": \"directclr\", \"device\": \"{device:?}\", \"arch\": \"{arch:?}\", \"size\": {size}, \"batch\": {batch}, \"steps\": {steps}, \"seconds\": {seconds}, \"view_images_per_s\": {}, \"threads\": {}, \"bf16\": {bf16}, \"channels_last\": {channels_last}, \"fused\": {fused}, \"cudnn_benchmark\": {cudnn_benchmark}, \"sync_every_step\": {sync_every_step}, \"finite\": {finite}, \"first_losses\": {:?}}}",
+        "{{\"impl\": \"directclr\", \"device\": \"{device:?}\", \"arch\": \"{arch:?}\", \"size\": {size}, \"width\": {width}, \"batch\": {batch}, \"steps\": {steps}, \"seconds\": {seconds}, \"view_images_per_s\": {}, \"threads\": {}, \"bf16\": {bf16}, \"channels_last\": {channels_last}, \"fused\": {fused}, \"cudnn_benchmark\": {cudnn_benchmark}, \"sync_every_step\": {sync_every_step}, \"finite\": {finite}, \"first_losses\": {:?}}}",
         (2 * batch * steps) as f64 / seconds,
         tch::get_num_threads(),
         first
