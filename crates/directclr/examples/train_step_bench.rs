@@ -72,9 +72,9 @@ fn main() -> Result<(), directclr::Error> {
     let size = arg("--size", 32);
     let width: f64 = match text("--width") {
         None => 1.0,
-        Some(w) => w.parse().map_err(|_| {
-            directclr::Error::config("--width", format!("`{w}` is not a number"))
-        })?,
+        Some(w) => w
+            .parse()
+            .map_err(|_| directclr::Error::config("--width", format!("`{w}` is not a number")))?,
     };
     let device: DeviceSpec = text("--device").unwrap_or_else(|| "cpu".into()).parse()?;
     let device = device.resolve()?;
