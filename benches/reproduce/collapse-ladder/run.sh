@@ -36,11 +36,11 @@
 #   RUNGS="linear mlp" CONDITIONS="strong" SEEDS="[0, 1, 2]" THREADS=1 JOBS=2 to choose; the linear and MLP rungs
 #   always run seeds 0, 1, 2 (seconds each; deep_linear too). Finished runs are reused, interrupted ones resumed.
 #   Defaults: JOBS = the number of cores, THREADS = 1 (one single-threaded process per core).
-# Time, the whole ladder in one pass on 2 idle cores (2-core AMD EPYC, defaults): 2,492 s, about
-# 42 minutes (RESULTS.md), before the CLI kept freed memory (`--heap reuse`), which cut the conv
-# rung from 9.2 to 3.0 minutes. Per rung × condition, one process: linear 27 s, deep_linear and
-# mlp 110–116 s (three seeds), conv 83–98 s, cnn 174–192 s, residual CNNs 199–237 s, resnet18
-# 325–361 s (one seed: three runs of 5 epochs, then the evaluation).
+# Time, the whole ladder in one pass on 2 idle cores (2-core AMD EPYC, defaults, the two controls
+# included): 2,451 s, 41 minutes (RESULTS.md). Per rung × condition, one process: linear 25–32 s,
+# deep_linear and mlp 109–117 s (three seeds), conv 63–74 s, cnn 159–164 s, residual CNNs
+# 161–200 s, the controls 168–197 s, resnet18 292–338 s (one seed: three runs of 5 epochs, then
+# the evaluation).
 #
 # Before editing this file while it runs, write a copy and move it into place (bash reads a
 # running script as it goes).
